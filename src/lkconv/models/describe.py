@@ -1,0 +1,33 @@
+"""A model's vital statistics: parameters in both structures, MACs, and the per-stage layout."""
+
+from __future__ import annotations
+
+import torch
+
+from ..analysis.complexity import count_macs, count_params
+from ._registry import create_model
+
+__all__ = ["describe_model"]
+
+
+def describe_model(name: str, *, img_size: int = 224, in_chans: int = 3, num_classes: int = 1000) -> dict:
+    """Parameters (train and deploy structure), MACs at ``img_size`` and the stage table, counted on ``meta``."""
+    if img_size < 32:
+        raise ValueError(f"img_size must be >= 32 (the network downsamples by 32), got {img_size}")
+    with torch.device("meta"):
+        train = create_model(name, num_classes=num_classes, in_chans=in_chans)
+        deploy = create_model(name, num_classes=num_classes, in_chans=in_chans, deploy=True)
+        x = torch.empty(1, in_chans, img_size, img_size)
+        info = {
+            "model": name,
+            "img_size": img_size,
+            "params_train": count_params(train),
+            "params_deploy": count_params(deploy),
+            "macs_deploy": count_macs(deploy, x),
+            "macs_train": count_macs(train, x),
+        }
+    summary = getattr(train, "stage_summary", None)
+    info["stages"] = summary() if callable(summary) else [
+        {"stage": i, "width": f["num_chs"], "reduction": f["reduction"]} for i, f in enumerate(train.feature_info)
+    ]
+    return info

@@ -1,0 +1,28 @@
+import json
+
+from lkconv.cli import main
+
+
+def test_info_prints_counts_and_stage_table(capsys):
+    assert main(["info", "unireplknet_a", "--img-size", "224"]) == 0
+    out = capsys.readouterr().out
+    assert "4.649M" in out and "4.437M" in out and "deploy 0.640G" in out
+    assert "13,13,13,13,13,13" in out
+
+
+def test_info_json_and_other_size(capsys):
+    assert main(["info", "unireplknet_t", "--img-size", "128", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert round(info["params_deploy"] / 1e6, 3) == 31.038
+    assert [s["lark"] for s in info["stages"]] == [0, 3, 9, 3]
+    assert info["macs_deploy"] < 4.9e9 / 2
+
+
+def test_unknown_model_is_a_clear_error(capsys):
+    assert main(["info", "unireplknet_q"]) == 2
+    assert "unknown model 'unireplknet_q'" in capsys.readouterr().err
+
+
+def test_list_models(capsys):
+    assert main(["list-models", "unireplknet_*"]) == 0
+    assert capsys.readouterr().out.split()[:2] == ["unireplknet_a", "unireplknet_f"]
