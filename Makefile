@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	# CPU torch first: a plain `torch` requirement with no torch installed pulls a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,onnx,plot]'
+	$(PY) -m pip install -q -e '.[dev,onnx,plot,image,audio,video]'
 	touch $(STAMP)
 
 install: $(STAMP)

