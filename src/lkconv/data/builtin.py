@@ -13,7 +13,8 @@ import numpy as np
 
 from .datasets import DataBundle, DataError
 
-__all__ = ["BuiltinSet", "BUILTINS", "builtin_names", "load_builtin", "list_builtins"]
+__all__ = ["BuiltinSet", "BUILTINS", "builtin_names", "load_builtin", "list_builtins", "prepare_builtin", "data_home",
+           "register"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class BuiltinSet:
     install: str
     available: Callable[[], bool]
     build: Callable[..., DataBundle]
+    prepare: Callable[[], None] | None = None  # generates/unpacks the set from installed packages (make data)
 
 
 BUILTINS: dict[str, BuiltinSet] = {}
@@ -35,6 +37,23 @@ BUILTINS: dict[str, BuiltinSet] = {}
 def register(entry: BuiltinSet) -> BuiltinSet:
     BUILTINS[entry.name] = entry
     return entry
+
+
+def data_home() -> Path:
+    """Where prepared built-in sets live: ``$LKCONV_DATA_DIR`` or ``~/.cache/lkconv/data``."""
+    import os
+
+    return Path(os.environ.get("LKCONV_DATA_DIR") or Path.home() / ".cache" / "lkconv" / "data")
+
+
+def prepare_builtin(name: str) -> None:
+    """Runs a set's preparation step (generation from installed packages); a no-op for sets that need none."""
+    _ensure_loaded()
+    if name not in BUILTINS:
+        raise DataError(f"unknown built-in data set {name!r}; available: {', '.join(builtin_names())}")
+    entry = BUILTINS[name]
+    if entry.prepare is not None:
+        entry.prepare()
 
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -66,17 +85,34 @@ register(BuiltinSet(
 ))
 
 
+def _ensure_loaded() -> None:
+    """Imports every modality's data module; each registers its built-in sets."""
+    import importlib
+
+    from . import MODALITY_MODULES
+
+    for m in MODALITY_MODULES:
+        try:
+            importlib.import_module(f"{__package__}.{m}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__package__}.{m}":
+                raise
+
+
 def builtin_names() -> list[str]:
+    _ensure_loaded()
     return sorted(BUILTINS)
 
 
 def list_builtins() -> list[dict]:
+    _ensure_loaded()
     return [{"name": b.name, "modality": b.modality, "task": b.task, "size": b.size, "licence": b.licence,
              "installed": b.available(), "install": b.install, "description": b.description}
             for b in BUILTINS.values()]
 
 
 def load_builtin(name: str, cfg) -> DataBundle:
+    _ensure_loaded()
     if name not in BUILTINS:
         raise DataError(f"unknown built-in data set {name!r}; available: {', '.join(builtin_names())}")
     entry = BUILTINS[name]

@@ -12,7 +12,7 @@ import torch
 from ..modalities.image import center_resize, random_pad_crop, random_resized_crop
 from .datasets import DataBundle, DataError, SampleDataset, resolve_splits, scan_class_folders, stratified_split, subset
 
-__all__ = ["IMAGE_EXTENSIONS", "read_image", "build_image_data", "image_bundle_from_arrays"]
+__all__ = ["IMAGE_EXTENSIONS", "read_image", "build_data", "load_for_predict", "image_bundle_from_arrays"]
 
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "bmp")
 
@@ -107,7 +107,7 @@ def image_bundle_from_arrays(
                       preprocessing={"img_size": size, "channels": channels})
 
 
-def build_image_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = None) -> DataBundle:
+def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = None) -> DataBundle:
     """Image folders per the data contract (see module docstring).
 
     With ``eval_only`` the bundle's ``val`` is the folder's val/ (or test/) split if it has one, else every file,
@@ -156,6 +156,6 @@ def build_image_data(cfg, *, eval_only: bool = False, class_names: list[str] | N
                       preprocessing={"img_size": size, "channels": channels})
 
 
-def load_image_for_predict(path: str | Path, preprocessing: dict) -> torch.Tensor:
+def load_for_predict(path: str | Path, preprocessing: dict) -> torch.Tensor:
     img = read_image(path, preprocessing["channels"])
     return center_resize(img, preprocessing["img_size"])

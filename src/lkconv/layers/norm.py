@@ -49,3 +49,54 @@ class GRN(nn.Module):
         nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
         out = (self.gamma * nx + 1) * x
         return out if self.beta is None else out + self.beta
+
+
+class SyncBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm whose training statistics are summed over all processes, on any device (gloo on CPU included).
+
+    PyTorch's ``nn.SyncBatchNorm`` runs on GPUs only. This one all-reduces per-channel sums and squared sums with
+    a differentiable all-reduce, so N processes with batches of B/N normalise exactly as one process with B.
+    Outside an initialised multi-process group it is a plain ``BatchNorm2d``. Same state_dict keys.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        import warnings
+
+        from torch.distributed.nn.functional import all_reduce  # differentiable: backward all-reduces the grads
+
+        c = x.shape[1]
+        local = torch.cat([x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3)), x.new_tensor([x.numel() / c])])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            total = all_reduce(local)
+        n = total[-1]
+        mean = total[:c] / n
+        var = (total[c : 2 * c] / n - mean * mean).clamp_min(0)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                self.running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
+                unbiased = var.detach() * (n / (n - 1).clamp_min(1))
+                self.running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
+        y = (x - mean.view(1, -1, 1, 1)) * torch.rsqrt(var.view(1, -1, 1, 1) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        return y
+
+
+def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """Replaces every ``BatchNorm2d`` by :class:`SyncBatchNorm2d`, keeping parameters and running statistics."""
+    if type(module) is nn.BatchNorm2d:
+        new = SyncBatchNorm2d(module.num_features, module.eps, module.momentum, module.affine,
+                              module.track_running_stats, device=module.weight.device if module.affine else None)
+        new.load_state_dict(module.state_dict())
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        setattr(module, name, convert_sync_batchnorm(child))
+    return module

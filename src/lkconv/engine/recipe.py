@@ -1,0 +1,38 @@
+"""Recipe defaults from the reference (ImageNet-1K, 300 epochs, batch 4096), scaled for small data.
+
+Scaling rules (ours): the learning rate follows the square-root rule for Adam from 4e-3 at batch 4096; drop path
+is the reference rate times min(1, epochs / 100); mixup/CutMix only for images trained ≥ 100 epochs (they slow
+short runs down more than they regularise); warm-up is min(5, epochs / 10) epochs.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["REFERENCE_RECIPE", "resolve_recipe"]
+
+# model size -> (drop_path_rate, mixup, cutmix) of the reference ImageNet-1K recipe
+REFERENCE_RECIPE: dict[str, tuple[float, float, float]] = {
+    "a": (0.0, 0.3, 0.3), "f": (0.0, 0.3, 0.3), "p": (0.1, 0.3, 0.3), "n": (0.1, 0.5, 0.5),
+    "t": (0.2, 0.8, 1.0), "s": (0.4, 0.8, 1.0), "b": (0.4, 0.8, 1.0), "l": (0.4, 0.8, 1.0), "xl": (0.4, 0.8, 1.0),
+}
+
+
+def _size_of(model_name: str) -> str | None:
+    suffix = model_name.rsplit("_", 1)[-1]
+    return suffix if suffix in REFERENCE_RECIPE else None
+
+
+def resolve_recipe(cfg) -> dict[str, float]:
+    """Concrete lr, drop_path_rate, mixup, cutmix and warmup_epochs for a config whose values may be None."""
+    size = _size_of(cfg.model)
+    dp_ref, mix_ref, cut_ref = REFERENCE_RECIPE.get(size, (0.1, 0.0, 0.0))
+    long_image_run = cfg.modality == "image" and cfg.epochs >= 100
+    return {
+        "lr": cfg.lr if cfg.lr is not None else 4e-3 * math.sqrt(cfg.batch_size * cfg.accum_steps / 4096),
+        "drop_path_rate": cfg.drop_path_rate if cfg.drop_path_rate is not None
+        else round(dp_ref * min(1.0, cfg.epochs / 100), 4),
+        "mixup": cfg.mixup if cfg.mixup is not None else (mix_ref if long_image_run else 0.0),
+        "cutmix": cfg.cutmix if cfg.cutmix is not None else (cut_ref if long_image_run else 0.0),
+        "warmup_epochs": cfg.warmup_epochs if cfg.warmup_epochs is not None else min(5.0, cfg.epochs / 10),
+    }

@@ -1,0 +1,177 @@
+"""The run directory: the one hand-off between training and everything after it.
+
+Layout::
+
+    config.yaml        resolved training configuration
+    config.json        model name + arguments, adapter, class names, preprocessing: rebuilds the model alone
+    model.safetensors  final weights (the EMA weights when the EMA is on)
+    best.safetensors   weights of the best validation epoch
+    last.pt            training state: model, optimizer, EMA, RNG states, epoch/step, history (weights_only)
+    metrics.csv        one row per epoch
+    metrics.json       written by `lkconv eval`
+    curves.png         loss/metric curves (when matplotlib is installed)
+
+Every file is written atomically, so a run killed at any moment can be resumed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .atomic import atomic_save_safetensors, atomic_torch_save, atomic_write_text
+
+__all__ = ["RunDir", "RunError", "load_run", "rng_state", "set_rng_state", "build_run_model"]
+
+FORMAT_VERSION = 1
+
+
+class RunError(RuntimeError):
+    """The run directory is missing, incomplete, or does not fit the requested operation."""
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    random.setstate(state["python"])
+
+
+class RunDir:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def has_training_state(self) -> bool:
+        return (self.path / "last.pt").is_file()
+
+    # --- writing ------------------------------------------------------------------------------------
+    def write_config(self, resolved: dict[str, Any], model_config: dict[str, Any]) -> None:
+        import yaml
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+        atomic_write_text(self.path / "config.json", json.dumps({"format_version": FORMAT_VERSION, **model_config},
+                                                                indent=2) + "\n")
+
+    def save_weights(self, state_dict: dict[str, torch.Tensor], name: str = "model.safetensors") -> None:
+        atomic_save_safetensors(state_dict, self.path / name, metadata={"format": "pt"})
+
+    def save_training_state(self, state: dict[str, Any]) -> None:
+        atomic_torch_save(state, self.path / "last.pt")
+
+    def write_metrics(self, history: list[dict[str, Any]]) -> None:
+        if not history:
+            return
+        keys = list(dict.fromkeys(k for row in history for k in row))
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+        atomic_write_text(self.path / "metrics.csv", buf.getvalue())
+
+    def plot_curves(self, history: list[dict[str, Any]]) -> bool:
+        """Writes curves.png; False (and no file) when matplotlib is not installed."""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return False
+        epochs = [r["epoch"] for r in history]
+        metrics = [k for k in history[-1] if k.startswith("val_") and k != "val_loss"]
+        fig, axes = plt.subplots(1, 1 + bool(metrics), figsize=(10 if metrics else 5, 3.5))
+        axes = np.atleast_1d(axes)
+        for key in ("train_loss", "val_loss"):
+            if key in history[-1]:
+                axes[0].plot(epochs, [r.get(key, np.nan) for r in history], label=key, marker="o")
+        axes[0].set_xlabel("epoch")
+        axes[0].legend()
+        for key in metrics + (["train_accuracy"] if "train_accuracy" in history[-1] and metrics else []):
+            axes[1].plot(epochs, [r.get(key, np.nan) for r in history], label=key, marker="o")
+        if metrics:
+            axes[1].set_xlabel("epoch")
+            axes[1].legend()
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
+        plt.close(fig)
+        from .atomic import atomic_write_bytes
+
+        atomic_write_bytes(self.path / "curves.png", buf.getvalue())
+        return True
+
+    # --- reading ------------------------------------------------------------------------------------
+    def load_training_state(self) -> dict[str, Any]:
+        path = self.path / "last.pt"
+        if not path.is_file():
+            raise RunError(f"nothing to resume: {path} does not exist")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    def model_config(self) -> dict[str, Any]:
+        path = self.path / "config.json"
+        if not path.is_file():
+            raise RunError(f"{self.path} is not a run directory (no config.json)")
+        cfg = json.loads(path.read_text())
+        if cfg.get("format_version", 0) > FORMAT_VERSION:
+            raise RunError(f"{path} was written by a newer lkconv (format {cfg['format_version']})")
+        return cfg
+
+
+def build_run_model(model_config: dict[str, Any]) -> nn.Module:
+    """Rebuilds the adapter + backbone described by a run's ``config.json`` (random weights)."""
+    from ..models import create_model
+    from ..modalities.base import PerceptionModel, build_adapter
+
+    adapter = build_adapter(model_config["adapter"], **model_config["adapter_args"])
+    backbone = create_model(model_config["model"], **model_config["model_args"])
+    return PerceptionModel(adapter, backbone)
+
+
+def load_run(run_dir: str | Path, *, weights: str = "model") -> nn.Module:
+    """The trained model of a run directory, in eval mode, from ``config.json`` + weights alone.
+
+    Args:
+        run_dir: The run directory.
+        weights: ``"model"`` (final weights), ``"best"`` (best validation epoch) or a file name in the run.
+
+    Returns:
+        A :class:`~lkconv.modalities.base.PerceptionModel` with ``class_names``, ``task`` and ``run_config``
+        attributes.
+    """
+    from safetensors.torch import load_file
+
+    run = RunDir(run_dir)
+    cfg = run.model_config()
+    model = build_run_model(cfg)
+    name = {"model": "model.safetensors", "best": "best.safetensors"}.get(weights, weights)
+    path = run.path / name
+    if not path.is_file():
+        raise RunError(f"{path} not found (the run may not have finished an epoch yet)")
+    model.load_state_dict(load_file(str(path)))
+    model.eval()
+    model.class_names = cfg["class_names"]
+    model.task = cfg.get("task", "classify")
+    model.run_config = cfg
+    return model

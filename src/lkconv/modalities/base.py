@@ -1,0 +1,86 @@
+"""The adapter interface: a module that maps a raw batch of one modality to a B×C×H×W map for the backbone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["ModalityAdapter", "register_adapter", "build_adapter", "PerceptionModel", "ADAPTERS"]
+
+ADAPTERS: dict[str, type["ModalityAdapter"]] = {}
+
+
+class ModalityAdapter(nn.Module):
+    """Base of every adapter.
+
+    Subclasses set ``out_chans`` (the backbone's ``in_chans``) and implement ``forward(raw) -> (B, C, H, W)``.
+    ``config()`` returns the keyword arguments that rebuild the adapter (saved in a run's ``config.json``).
+    Train-time augmentation that acts on whole batches runs only in ``training`` mode.
+    """
+
+    name: str = ""
+    out_chans: int
+
+    def config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def postprocess(self, output: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        """Maps the backbone's output back using the raw batch (e.g. undoing a per-window normalisation so a
+        forecast comes out in the data's units). Identity by default."""
+        return output
+
+    def output_shape(self, raw_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of ``forward`` for a raw batch of ``raw_shape`` (one eval-mode pass on zeros)."""
+        was = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                return tuple(self(torch.zeros(raw_shape)).shape)
+        finally:
+            self.train(was)
+
+
+def register_adapter(cls: type[ModalityAdapter]) -> type[ModalityAdapter]:
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a name")
+    ADAPTERS[cls.name] = cls
+    return cls
+
+
+def _ensure_loaded() -> None:
+    import importlib
+
+    for m in ("image", "audio", "timeseries", "pointcloud", "video"):
+        try:
+            importlib.import_module(f"{__package__}.{m}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__package__}.{m}":
+                raise
+
+
+def build_adapter(name: str, **kwargs: Any) -> ModalityAdapter:
+    """An adapter by its registered name (``image``, ``audio``, …) with the arguments of its ``config()``."""
+    _ensure_loaded()
+    if name not in ADAPTERS:
+        raise ValueError(f"unknown adapter {name!r}; accepted: {', '.join(sorted(ADAPTERS))}")
+    return ADAPTERS[name](**kwargs)
+
+
+class PerceptionModel(nn.Module):
+    """``backbone(adapter(raw))``: one network for any modality. ``backbone`` follows the model protocol."""
+
+    def __init__(self, adapter: ModalityAdapter, backbone: nn.Module) -> None:
+        super().__init__()
+        self.adapter = adapter
+        self.backbone = backbone
+
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        return self.adapter.postprocess(self.backbone(self.adapter(raw)), raw)
+
+    def forward_features(self, raw: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_features(self.adapter(raw))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.backbone.set_grad_checkpointing(enable)
