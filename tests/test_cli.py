@@ -26,3 +26,16 @@ def test_unknown_model_is_a_clear_error(capsys):
 def test_list_models(capsys):
     assert main(["list-models", "unireplknet_*"]) == 0
     assert capsys.readouterr().out.split()[:2] == ["unireplknet_a", "unireplknet_f"]
+
+
+def test_profile_command_writes_json_and_plot(tmp_path, capsys):
+    assert main(["profile", "--model", "unireplknet_a", "--img-size", "64", "--repeats", "1", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "waterline" in out and "efficiency" in out and "stages.2.5" in out
+    data = json.loads((tmp_path / "profile.json").read_text())
+    assert data["macs"] > 0 and data["layers"] and (tmp_path / "profile.png").is_file()
+
+
+def test_data_list(capsys):
+    assert main(["data", "list"]) == 0
+    assert "fashion-mnist" in capsys.readouterr().out

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _fmt_count(n: float, unit: str = "") -> str:
@@ -137,6 +138,42 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    import torch
+
+    from .analysis.profile import plot_profile, profile_model
+    from .engine.atomic import atomic_write_text
+    from .models import create_model, reparameterize_model
+
+    model = create_model(args.model, num_classes=args.num_classes, in_chans=args.in_chans)
+    model.eval()
+    if args.deploy:
+        reparameterize_model(model)
+    x = torch.randn(args.batch_size, args.in_chans, args.img_size, args.img_size)
+    rep = profile_model(model, x, repeats=args.repeats, name=args.model)
+    d = rep.to_dict()
+    print(f"{args.model} input {list(x.shape)} ({'deploy' if args.deploy else 'train'} structure, "
+          f"{rep.machine.threads} threads)")
+    print(f"machine: GEMM {rep.machine.gemm_flops / 1e9:.1f} GFLOP/s, copy bandwidth {rep.machine.bandwidth / 1e9:.1f} GB/s")
+    print(f"{'block':<22} {'MACs':>10} {'params':>9} {'MB moved':>9} {'ms':>8} {'bound ms':>9} {'GFLOP/s':>8}")
+    for b in rep.blocks():
+        gf = 2 * b["macs"] / b["latency_s"] / 1e9 if b["latency_s"] else 0.0
+        print(f"{b['block']:<22} {b['macs'] / 1e6:>9.1f}M {b['params'] / 1e3:>8.1f}K {b['bytes'] / 1e6:>9.2f} "
+              f"{b['latency_s'] * 1e3:>8.2f} {b['bound_s'] * 1e3:>9.3f} {gf:>8.1f}")
+    print(f"total: {rep.macs / 1e9:.3f} GMACs, latency {rep.total_latency_s * 1e3:.1f} ms (sum of layers "
+          f"{d['sum_layer_latency_s'] * 1e3:.1f} ms), waterline {rep.waterline_s * 1e3:.2f} ms, efficiency "
+          f"{rep.efficiency:.1%}, efficiency gap {d['efficiency_gap_s'] * 1e3:.1f} ms ({d['gap_ratio']:.1f}x the waterline)")
+    out = Path(args.out or f"runs/profile/{args.model}")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "profile.json", json.dumps(d, indent=2) + "\n")
+    try:
+        plot_profile(rep, str(out / "profile.png"))
+    except ImportError as e:
+        print(f"(no plot: {e})")
+    print(f"written: {out}/profile.json, profile.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lkconv", description="Large-kernel ConvNets with universal perception.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -179,7 +216,18 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("names", nargs="+")
     dp.set_defaults(func=cmd_data_prepare)
 
-    p = sub.add_parser("demo", help="the built-in end-to-end job (what `make demo` runs)")
+    p = sub.add_parser("profile", help="per-layer MACs, bytes, latency, GFLOP/s and the waterline bound")
+    p.add_argument("--model", required=True)
+    p.add_argument("--img-size", type=int, default=224)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--in-chans", type=int, default=3)
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--deploy", action=argparse.BooleanOptionalAction, default=True, help="fuse first (default)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--out", help="folder for profile.json and profile.png (default runs/profile/MODEL)")
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("demo", help="the built-in end-to-end job (what `make demo` runs): train, evaluate, fuse")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--model", default="unireplknet_a")
     p.set_defaults(func=cmd_demo)
