@@ -174,6 +174,62 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_from_args(args: argparse.Namespace):
+    """A model from --run RUN_DIR or --model NAME, and an example input of its input shape."""
+    import torch
+
+    if args.run:
+        from .engine.run_dir import load_run
+
+        model = load_run(args.run)
+        shape = tuple(model.run_config["raw_shape"])
+    else:
+        from .models import create_model
+
+        model = create_model(args.model, num_classes=args.num_classes).eval()
+        shape = (3, args.img_size, args.img_size)
+    return model, torch.randn(args.batch_size, *shape)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .deploy.export import check_onnx, export_onnx
+
+    model, x = _model_from_args(args)
+    path = export_onnx(model, x, args.out, opset=args.opset)
+    print(f"written: {path} (dynamic batch, opset {args.opset})")
+    if args.check:
+        diff = check_onnx(path, model, x)
+        print(f"onnxruntime vs PyTorch: max relative difference {diff:.2e}")
+        if diff > 1e-4:
+            print("error: difference above 1e-4", file=sys.stderr)
+            return 1
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    import torch
+
+    from .deploy.optimize import optimize_for_inference
+    from .ops.plans import cache_dir
+
+    model, x = _model_from_args(args)
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
+    optimize_for_inference(model, x, dtype=dtype)  # measures and persists a plan for every depthwise shape
+    print(f"tuned depthwise plans for {args.run or args.model} at {list(x.shape)} ({dtype}); cache: {cache_dir()}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2] / "benchmarks"
+    script = root / f"bench_{args.which}.py"
+    if not script.is_file():
+        print(f"lkconv bench: {script} not found (benchmarks ship with the source tree)", file=sys.stderr)
+        return 2
+    return subprocess.call([sys.executable, str(script), *args.rest])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lkconv", description="Large-kernel ConvNets with universal perception.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -226,6 +282,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", help="folder for profile.json and profile.png (default runs/profile/MODEL)")
     p.set_defaults(func=cmd_profile)
+
+    def model_source(p):
+        g = p.add_mutually_exclusive_group(required=True)
+        g.add_argument("--run", help="a run directory")
+        g.add_argument("--model", help="a registered model name (random weights unless you load your own)")
+        p.add_argument("--img-size", type=int, default=224)
+        p.add_argument("--batch-size", type=int, default=1)
+        p.add_argument("--num-classes", type=int, default=1000)
+
+    p = sub.add_parser("export", help="ONNX export of the fused model with a dynamic batch (extra [onnx])")
+    model_source(p)
+    p.add_argument("--out", required=True, help="output .onnx file")
+    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+                   help="compare onnxruntime with PyTorch (default on)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("tune", help="measure and cache depthwise-conv plans for a model and input shape")
+    model_source(p)
+    p.add_argument("--bf16", action="store_true")
+    p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("bench", help="run a benchmark script: models, dwconv, longconv, train, modalities, families")
+    p.add_argument("which")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the script")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="the built-in end-to-end job (what `make demo` runs): train, evaluate, fuse")
     p.add_argument("--out", default="runs/demo")

@@ -1,0 +1,84 @@
+"""optimize_for_inference equals the original; bf16 agrees on top-1 on real images."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import lkconv
+from lkconv.deploy import optimize_for_inference
+from lkconv.deploy.optimize import FastUniRepLKNetBlock
+from lkconv.ops.dwconv import PlannedDepthwiseConv2d
+
+
+@pytest.fixture(autouse=True)
+def _plan_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LKCONV_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _rel(a, b):
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+@pytest.mark.parametrize("variant", ["a", "p", "t"])
+def test_fp32_equals_original(variant, randomize):
+    model = lkconv.create_model(f"unireplknet_{variant}", num_classes=10).eval()
+    randomize(model)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)
+    fast = optimize_for_inference(model, x)
+    assert _rel(fast(x), ref) < 1e-4
+    assert fast(x).dtype == torch.float32
+    net = fast.net
+    assert all(isinstance(b, FastUniRepLKNetBlock) for s in net.stages for b in s)
+    assert any(isinstance(m, PlannedDepthwiseConv2d) for m in net.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    # the original is untouched and a different batch size works
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    with torch.no_grad():
+        assert _rel(fast(x[:1]), model(x[:1])) < 1e-4
+
+
+def test_works_on_a_run_model_and_other_families(randomize):
+    from lkconv.modalities.base import PerceptionModel
+    from lkconv.modalities.image import ImageAdapter
+
+    model = PerceptionModel(ImageAdapter(1), lkconv.create_model("unireplknet_a", num_classes=4, in_chans=1)).eval()
+    randomize(model)
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+    assert _rel(optimize_for_inference(model, x)(x), ref) < 1e-4
+
+
+def test_bad_dtype():
+    with pytest.raises(ValueError, match="bfloat16"):
+        optimize_for_inference(lkconv.create_model("unireplknet_a"), torch.randn(1, 3, 32, 32), dtype=torch.float16)
+
+
+FMNIST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
+
+
+@pytest.mark.skipif(not FMNIST.exists(), reason="Fashion-MNIST not installed (make data)")
+def test_bf16_top1_agreement_on_real_images(tmp_path):
+    """bf16 tolerance: outputs within 5e-2 of the logit range; top-1 agreement >= 99% on 1000 test images."""
+    from lkconv.engine.trainer import train
+
+    run = train({"data": "builtin:fashion-mnist", "out": str(tmp_path / "run"), "model": "unireplknet_a",
+                 "model_args": {"depths": [1, 1, 2, 1], "dims": [16, 32, 64, 128],
+                                "kernel_sizes": [[3], [13], [13, 3], [13]]},
+                 "epochs": 1, "batch_size": 64, "lr": 3e-3, "img_size": 32, "max_train_samples": 1500,
+                 "max_val_samples": 1000, "progress": False})
+    model = lkconv.load_run(run)
+    from lkconv.data import build_data
+    from lkconv.engine.evaluate import run_train_config
+
+    val = build_data(run_train_config(run)).val
+    x = torch.stack([val[i][0] for i in range(len(val))])
+    with torch.no_grad():
+        ref = model(x)
+    out = optimize_for_inference(model, x[:64], dtype=torch.bfloat16)(x)
+    agree = (out.argmax(-1) == ref.argmax(-1)).float().mean().item()
+    assert agree >= 0.99, agree
+    assert (out - ref).abs().max().item() < 5e-2 * (ref.max() - ref.min()).item()
