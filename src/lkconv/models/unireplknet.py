@@ -16,16 +16,51 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..layers.conv_bn import LargeDepthwiseConv2d
+from ..layers.dcls import DCLSConv2d
 from ..layers.dilated_reparam import DilatedReparamBlock
 from ..layers.drop import DropPath
 from ..layers.format import NCHWtoNHWC, NHWCtoNCHW
+from ..layers.inception_dw import InceptionDWConv2d
+from ..layers.lsconv import LSConv
 from ..layers.norm import GRN, LayerNorm2d
 from ..layers.se import SEBlock
 from ..ops.reparam import fuse_bn
 from ._base import StagedConvNet
 from ._registry import register_model
 
-__all__ = ["UniRepLKNet", "UniRepLKNetBlock", "default_kernel_sizes"]
+__all__ = ["UniRepLKNet", "UniRepLKNetBlock", "default_kernel_sizes", "MIXERS"]
+
+#: Spatial mixers a block can use (``mixers`` argument of :class:`UniRepLKNet`):
+#: ``"drb"`` Dilated Reparam Block for K >= 7, plain depthwise conv for K = 3/5 (the reference);
+#: ``"dw"`` plain K x K depthwise conv (FFT on the CPU for K >= 17);
+#: ``"inception"`` Inception depthwise conv (3x3 square, 1xK and Kx1 bands, 1/8 of the channels each);
+#: ``"lsconv"`` LSNet's LS convolution with a K x K perception kernel (channels divisible by 8);
+#: ``"dcls"`` DCLS: ``min(34, K²)`` taps at learnable positions in a K x K grid (Gaussian interpolation).
+MIXERS = ("drb", "dw", "inception", "lsconv", "dcls")
+#: Taps per channel of a DCLS mixer (the DCLS paper's ConvNeXt setting), capped at K².
+DCLS_KERNEL_COUNT = 34
+# Mixers whose following BatchNorm folds into them in the deploy structure (the others keep the BatchNorm).
+_FOLDABLE_MIXERS = ("drb", "dw", "dcls")
+
+
+def _build_mixer(
+    name: str, dim: int, kernel_size: int, deploy: bool, norm_layer: type[nn.Module], dd: dict
+) -> nn.Module:
+    """The block's spatial mixer ``dwconv`` for mixer ``name`` (see :data:`MIXERS`)."""
+    if name == "drb":
+        if kernel_size >= 7:
+            return DilatedReparamBlock(dim, kernel_size, deploy=deploy, norm_layer=norm_layer, **dd)
+        return nn.Conv2d(dim, dim, kernel_size, 1, kernel_size // 2, groups=dim, bias=deploy, **dd)
+    if name == "dw" or (name == "dcls" and deploy):  # a deployed DCLS mixer is its dense kernel
+        return LargeDepthwiseConv2d(dim, dim, kernel_size, 1, kernel_size // 2, groups=dim, bias=deploy, **dd)
+    if name == "inception":
+        return InceptionDWConv2d(dim, 3, kernel_size, 0.125, **dd)
+    if name == "lsconv":
+        return LSConv(dim, lks=kernel_size, sks=3, groups=8, **dd)
+    if name == "dcls":
+        return DCLSConv2d(dim, min(DCLS_KERNEL_COUNT, kernel_size * kernel_size), kernel_size, bias=False, **dd)
+    raise ValueError(f"unknown mixer {name!r}; accepted: {MIXERS}")
 
 
 class UniRepLKNetBlock(nn.Module):
@@ -33,6 +68,8 @@ class UniRepLKNetBlock(nn.Module):
 
     ``dwconv`` is a Dilated Reparam Block for kernel_size ≥ 7 (LarK), a plain depthwise conv for 3 or 5 (SmaK).
     In the deploy structure the BatchNorms, GRN β and layer scale γ are folded into the neighbouring layers.
+    ``mixer`` swaps ``dwconv`` for another spatial mixer of :data:`MIXERS` (ablations); with ``"inception"`` or
+    ``"lsconv"`` the BatchNorm after the mixer stays in the deploy structure (it cannot fold into them).
     """
 
     def __init__(
@@ -44,6 +81,7 @@ class UniRepLKNetBlock(nn.Module):
         deploy: bool = False,
         ffn_factor: int = 4,
         norm_layer: type[nn.Module] = nn.BatchNorm2d,
+        mixer: str = "drb",
         *,
         device=None,
         dtype=None,
@@ -52,13 +90,14 @@ class UniRepLKNetBlock(nn.Module):
         dd = {"device": device, "dtype": dtype}
         if kernel_size < 3 or kernel_size % 2 == 0:
             raise ValueError(f"block kernel_size must be odd and >= 3, got {kernel_size}")
+        if mixer not in MIXERS:
+            raise ValueError(f"mixer must be one of {MIXERS}, got {mixer!r}")
         self.kernel_size = kernel_size
+        self.mixer = mixer
         self.deploy = deploy
-        if kernel_size >= 7:
-            self.dwconv: nn.Module = DilatedReparamBlock(dim, kernel_size, deploy=deploy, norm_layer=norm_layer, **dd)
-        else:
-            self.dwconv = nn.Conv2d(dim, dim, kernel_size, 1, kernel_size // 2, groups=dim, bias=deploy, **dd)
-        self.norm: nn.Module = nn.Identity() if deploy else norm_layer(dim, **dd)
+        self.dwconv: nn.Module = _build_mixer(mixer, dim, kernel_size, deploy, norm_layer, dd)
+        fold_norm = deploy and mixer in _FOLDABLE_MIXERS
+        self.norm: nn.Module = nn.Identity() if fold_norm else norm_layer(dim, **dd)
         self.se = SEBlock(dim, dim // 4, **dd)
         ffn_dim = int(ffn_factor * dim)
         self.pwconv1 = nn.Sequential(NCHWtoNHWC(), nn.Linear(dim, ffn_dim, **dd))
@@ -91,14 +130,17 @@ class UniRepLKNetBlock(nn.Module):
         if self.deploy:
             return
         # 1) depthwise conv (+ its dilated branches) and the BatchNorm after it -> one conv with bias.
+        if isinstance(self.dwconv, DCLSConv2d):
+            self.dwconv = self.dwconv.to_dense_conv()
         if isinstance(self.dwconv, DilatedReparamBlock):
             self.dwconv.reparameterize()
             conv = self.dwconv.lk_origin
         else:
             conv = self.dwconv
-        if isinstance(self.norm, nn.modules.batchnorm._BatchNorm):
+        if self.mixer in _FOLDABLE_MIXERS and isinstance(self.norm, nn.modules.batchnorm._BatchNorm):
             w, b = fuse_bn(conv.weight, conv.bias, self.norm)
-            fused = nn.Conv2d(
+            conv_cls = LargeDepthwiseConv2d if self.mixer in ("dw", "dcls") else type(conv)
+            fused = conv_cls(
                 conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
                 conv.groups, bias=True, device=w.device, dtype=w.dtype,
             )
@@ -159,6 +201,8 @@ class UniRepLKNet(StagedConvNet):
         kernel_sizes: Per-stage tuples of per-block kernel sizes (default: the reference table for ``depths``).
         deploy: Build the re-parameterized (fused) structure.
         use_sync_bn: Use ``nn.SyncBatchNorm`` inside blocks.
+        mixers: Spatial mixer per stage, one of :data:`MIXERS` each, or one name for all stages (default
+            ``"drb"``: the reference). With ``"dcls"`` call :meth:`post_step` after every optimizer step.
     """
 
     def __init__(
@@ -173,6 +217,7 @@ class UniRepLKNet(StagedConvNet):
         kernel_sizes: Sequence[Sequence[int]] | None = None,
         deploy: bool = False,
         use_sync_bn: bool = False,
+        mixers: str | Sequence[str] | None = None,
         *,
         device=None,
         dtype=None,
@@ -180,6 +225,13 @@ class UniRepLKNet(StagedConvNet):
         super().__init__()
         dd = {"device": device, "dtype": dtype}
         depths, dims = tuple(depths), tuple(dims)
+        if mixers is None:
+            mixers = ("drb",) * 4
+        elif isinstance(mixers, str):
+            mixers = (mixers,) * 4
+        mixers = tuple(mixers)
+        if len(mixers) != 4 or any(m not in MIXERS for m in mixers):
+            raise ValueError(f"mixers must be one name or 4 names (one per stage) among {MIXERS}, got {mixers}")
         if len(depths) != 4 or len(dims) != 4:
             raise ValueError(f"depths and dims need 4 entries each, got depths={depths}, dims={dims}")
         if in_chans < 1 or num_classes < 0:
@@ -193,10 +245,12 @@ class UniRepLKNet(StagedConvNet):
             "in_chans": in_chans, "num_classes": num_classes, "depths": depths, "dims": dims,
             "drop_path_rate": drop_path_rate, "layer_scale_init_value": layer_scale_init_value,
             "head_init_scale": head_init_scale, "kernel_sizes": kernel_sizes, "deploy": deploy, "use_sync_bn": use_sync_bn,
+            "mixers": mixers,
         }
         self.in_chans, self.num_classes, self.deploy = in_chans, num_classes, deploy
-        self.depths, self.dims, self.kernel_sizes = depths, dims, kernel_sizes
+        self.depths, self.dims, self.kernel_sizes, self.mixers = depths, dims, kernel_sizes, mixers
         self.num_features = dims[-1]
+        self.default_input_size = (in_chans, 224, 224)
         norm_layer = nn.SyncBatchNorm if use_sync_bn else nn.BatchNorm2d
 
         self.downsample_layers = nn.ModuleList()
@@ -221,7 +275,7 @@ class UniRepLKNet(StagedConvNet):
             blocks = [
                 UniRepLKNetBlock(
                     dims[i], kernel_sizes[i][j], drop_path=rates[cur + j], layer_scale_init_value=layer_scale_init_value,
-                    deploy=deploy, norm_layer=norm_layer, **dd,
+                    deploy=deploy, norm_layer=norm_layer, mixer=mixers[i], **dd,
                 )
                 for j in range(depths[i])
             ]
@@ -239,8 +293,16 @@ class UniRepLKNet(StagedConvNet):
                 self.head.bias.mul_(head_init_scale)
 
     def no_weight_decay(self) -> set[str]:
-        """Layer scale and GRN parameters (not 1-D, so a generic 1-D rule would miss the GRN ones)."""
-        return {n for n, _ in self.named_parameters() if n.endswith((".gamma", ".beta"))}
+        """Layer scale and GRN parameters (not 1-D, so a generic 1-D rule would miss the GRN ones), and DCLS
+        positions and widths."""
+        return {n for n, _ in self.named_parameters() if n.endswith((".gamma", ".beta", ".dwconv.P", ".dwconv.SIG"))}
+
+    @torch.no_grad()
+    def post_step(self) -> None:
+        """Call after every optimizer step: clamps DCLS positions to their grids (a no-op without DCLS mixers)."""
+        for m in self.modules():
+            if isinstance(m, DCLSConv2d):
+                m.clamp_parameters()
 
     def stage_summary(self) -> list[dict]:
         """Per stage: depth, width, kernel sizes, number of large-kernel (LarK) and small-kernel (SmaK) blocks."""
@@ -248,7 +310,7 @@ class UniRepLKNet(StagedConvNet):
         for i, ks in enumerate(self.kernel_sizes):
             lark = sum(k >= 7 for k in ks)
             out.append({"stage": i, "depth": len(ks), "width": self.dims[i], "kernel_sizes": list(ks), "lark": lark,
-                        "smak": len(ks) - lark, "reduction": 4 * 2**i})
+                        "smak": len(ks) - lark, "reduction": 4 * 2**i, "mixer": self.mixers[i]})
         return out
 
     @torch.no_grad()
@@ -328,3 +390,9 @@ def unireplknet_l(**kwargs) -> UniRepLKNet:
 @register_model
 def unireplknet_xl(**kwargs) -> UniRepLKNet:
     return _create("xl", **kwargs)
+
+
+@register_model
+def unireplknet_a_dcls(**kwargs) -> UniRepLKNet:
+    """UniRepLKNet-A whose LarK blocks (13x13) use DCLS mixers: 34 taps at learnable positions (needs post_step)."""
+    return _create("a", **{"mixers": ("drb", "dcls", "dcls", "dcls"), **kwargs})
