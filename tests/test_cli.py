@@ -39,3 +39,12 @@ def test_profile_command_writes_json_and_plot(tmp_path, capsys):
 def test_data_list(capsys):
     assert main(["data", "list"]) == 0
     assert "fashion-mnist" in capsys.readouterr().out
+
+
+def test_info_works_for_every_registered_model():
+    import lkconv
+    from lkconv.models.describe import describe_model
+
+    for name in lkconv.list_models():
+        info = describe_model(name, img_size=64)
+        assert info["params_train"] >= info["params_deploy"] > 0 and info["macs_deploy"] > 0, name

@@ -31,7 +31,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    print(f"{info['model']}  (input {args.in_chans}x{args.img_size}x{args.img_size}, {args.num_classes} classes)")
+    print(f"{info['model']}  (input {'x'.join(map(str, info['input']))}, {args.num_classes} classes)")
     print(f"  params  train structure  {_fmt_count(info['params_train'])}")
     print(f"          deploy structure {_fmt_count(info['params_deploy'])}")
     print(f"  MACs    deploy {info['macs_deploy'] / 1e9:.3f}G   train {info['macs_train'] / 1e9:.3f}G")
@@ -40,7 +40,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"  {'stage':>5} {'depth':>5} {'width':>6} {'stride':>6} {'LarK':>5} {'SmaK':>5}  kernel sizes")
     for r in rows:
         ks = r.get("kernel_sizes", [])
-        print(f"  {r['stage']:>5} {r.get('depth', ''):>5} {r['width']:>6} {r['reduction']:>6} {r.get('lark', ''):>5} "
+        print(f"  {r['stage']:>5} {r.get('depth', ''):>5} {r['width']:>6} {r.get('reduction', ''):>6} {r.get('lark', ''):>5} "
               f"{r.get('smak', ''):>5}  {','.join(map(str, ks))}")
     return 0
 

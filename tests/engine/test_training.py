@@ -200,3 +200,12 @@ def test_cli_rejects_bad_option(capsys):
         main(["train", "--data", "x", "--out", "y", "--epochs", "three"])
     assert main(["train", "--data", "x", "--out", "y", "--label-smoothing", "2"]) == 2
     assert "label_smoothing" in capsys.readouterr().err
+
+
+def test_trainer_calls_post_step_after_each_optimizer_step(image_folder, tmp_path, monkeypatch):
+    from lkconv.models.unireplknet import UniRepLKNet
+
+    calls = []
+    monkeypatch.setattr(UniRepLKNet, "post_step", lambda self: calls.append(1), raising=False)
+    train(tiny_config(image_folder, tmp_path / "run", epochs=1))
+    assert len(calls) == 27 // 8  # one per optimizer step (drop_last batches)

@@ -265,6 +265,9 @@ def _train(cfg: TrainConfig, info: DistInfo) -> Path:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+                post_step = getattr(model.backbone, "post_step", None)
+                if callable(post_step):  # e.g. clamp DCLS kernel positions to their grid
+                    post_step()
                 if ema is not None:
                     ema.update(model)
                 step += 1

@@ -66,9 +66,11 @@ def _unwrap(obj, path: Path, ema: bool) -> dict[str, torch.Tensor]:
 def checkpoint_structure(state_dict: dict[str, torch.Tensor]) -> str:
     """``'train'`` if the keys hold unfused branches/BatchNorms inside blocks, ``'deploy'`` if fused, else ``'unknown'``."""
     keys = state_dict.keys()
-    if any(".origin_bn." in k or ".dil_conv_k" in k or ".pwconv2.2." in k or ".small_conv." in k for k in keys):
+    train_markers = (".origin_bn.", ".dil_conv_k", ".pwconv2.2.", ".small_conv.", ".lkb_origin.", ".prelkb_bn.",
+                     ".mixer.conv1.")
+    if any(m in k for k in keys for m in train_markers):
         return "train"
-    if any(k.endswith("pwconv2.0.bias") or ".lk_origin.bias" in k for k in keys):
+    if any(k.endswith("pwconv2.0.bias") or ".lk_origin.bias" in k or ".lkb_reparam." in k for k in keys):
         return "deploy"
     return "unknown"
 

@@ -15,12 +15,21 @@ def describe_model(name: str, *, img_size: int = 224, in_chans: int = 3, num_cla
     if img_size < 32:
         raise ValueError(f"img_size must be >= 32 (the network downsamples by 32), got {img_size}")
     with torch.device("meta"):
+        probe = create_model(name, num_classes=num_classes, in_chans=in_chans)
+    sequence = len(getattr(probe, "default_input_size", (3, 1, 1))) == 2
+    # sequence models (FFT convolutions) cannot run on meta: they are small, so count them for real
+    device = "cpu" if sequence else "meta"
+    with torch.device(device):
         train = create_model(name, num_classes=num_classes, in_chans=in_chans)
-        deploy = create_model(name, num_classes=num_classes, in_chans=in_chans, deploy=True)
-        x = torch.empty(1, in_chans, img_size, img_size)
+        try:
+            deploy = create_model(name, num_classes=num_classes, in_chans=in_chans, deploy=True)
+        except TypeError:  # a family without a separate deploy structure
+            deploy = train
+        x = torch.empty(1, in_chans, img_size) if sequence else torch.empty(1, in_chans, img_size, img_size)
         info = {
             "model": name,
             "img_size": img_size,
+            "input": list(x.shape[1:]),
             "params_train": count_params(train),
             "params_deploy": count_params(deploy),
             "macs_deploy": count_macs(deploy, x),

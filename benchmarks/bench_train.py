@@ -1,0 +1,134 @@
+"""Training-step throughput: a plain eager reference vs lkconv's training paths, same weights, same batches.
+
+Run: ``python benchmarks/bench_train.py [--model unireplknet_t] [--batch 16] [--img 128] [--threads 2]
+[--repeats 5] [--out FILE]``
+
+Configurations (all fp32, training structure, AdamW step included):
+  eager          plain eager NCHW (the reference)
+  channels_last  the model and batches in channels_last (UniRepLKNet blocks then run their pointwise layers
+                 as 1x1 convolutions on that layout, and depthwise convs on oneDNN's NHWC path)
+  compile        torch.compile(dynamic=False), NCHW
+  cl+compile     both
+Speed: round-robin repeats in one process, medians. Losses: each configuration trains its own copy of the same
+initial weights on the same batches; the per-step losses are compared with the reference's. Peak memory: each
+configuration runs alone in a subprocess and reports its peak resident set size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _timing import interleaved_medians, machine_description  # noqa: E402
+
+import lkconv  # noqa: E402
+
+CONFIGS = ("eager", "channels_last", "compile", "cl+compile")
+
+
+def make_step(model: torch.nn.Module, config: str):
+    model = copy.deepcopy(model).train()
+    cl = config in ("channels_last", "cl+compile")
+    if cl:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    fwd = torch.compile(model, dynamic=False) if "compile" in config else model
+
+    def step(x, y):
+        if cl:
+            x = x.contiguous(memory_format=torch.channels_last)
+        loss = F.cross_entropy(fwd(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.item()
+
+    return step
+
+
+def batches(n: int, batch: int, img: int, classes: int):
+    g = torch.Generator().manual_seed(0)
+    return [(torch.randn(batch, 3, img, img, generator=g), torch.randint(0, classes, (batch,), generator=g))
+            for _ in range(n)]
+
+
+def build(model_name: str):
+    torch.manual_seed(0)
+    # drop path off: stochastic depth would make the configurations' losses differ by design
+    return lkconv.create_model(model_name, num_classes=100, drop_path_rate=0.0)
+
+
+def child(args) -> None:
+    """One configuration alone (for its peak memory)."""
+    torch.set_num_threads(args.threads)
+    model = build(args.model)
+    step = make_step(model, args.child)
+    for x, y in batches(3, args.batch, args.img, 100):
+        step(x, y)
+    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="unireplknet_t")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--img", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--out")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args)
+    torch.set_num_threads(args.threads)
+    model = build(args.model)
+    data = batches(args.repeats + 2, args.batch, args.img, 100)
+    steps = {c: make_step(model, c) for c in args.configs}
+    losses: dict[str, list[float]] = {c: [] for c in args.configs}
+    it = {c: iter(data) for c in args.configs}
+
+    def runner(c):
+        def run():
+            x, y = next(it[c])
+            losses[c].append(steps[c](x, y))
+        return run
+
+    times = interleaved_medians({c: runner(c) for c in args.configs}, args.repeats, warmup=2)
+    ref = losses["eager"]
+    rows = []
+    for c in args.configs:
+        rel = max(abs(a - b) / abs(b) for a, b in zip(losses[c], ref))
+        mem = None
+        if not args.no_memory:
+            out = subprocess.run([sys.executable, __file__, "--child", c, "--model", args.model, "--batch",
+                                  str(args.batch), "--img", str(args.img), "--threads", str(args.threads)],
+                                 capture_output=True, text=True)
+            mem = json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"] if out.returncode == 0 else None
+        rows.append((c, args.batch / times[c], times["eager"] / times[c], rel, mem))
+    lines = [f"Machine: {machine_description()}",
+             f"Model {args.model}, batch {args.batch}, {args.img}x{args.img}, fp32, training structure, "
+             f"{args.repeats} timed steps (medians), 2 warm-up steps",
+             "", "| configuration | img/s | × eager | max rel. loss diff vs eager (7 steps) | peak RSS MB |",
+             "|---|---|---|---|---|"]
+    for c, ips, sp, rel, mem in rows:
+        lines.append(f"| {c} | {ips:.2f} | {sp:.2f}× | {rel:.1e} | {mem:.0f} |" if mem else
+                     f"| {c} | {ips:.2f} | {sp:.2f}× | {rel:.1e} | – |")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
