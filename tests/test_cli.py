@@ -48,3 +48,22 @@ def test_info_works_for_every_registered_model():
     for name in lkconv.list_models():
         info = describe_model(name, img_size=64)
         assert info["params_train"] >= info["params_deploy"] > 0 and info["macs_deploy"] > 0, name
+
+
+def test_erf_and_filters_commands(tmp_path, capsys):
+    assert main(["erf", "--model", "unireplknet_a", "inception_next_atto", "--input-size", "64", "--num-inputs", "1",
+                 "--out", str(tmp_path / "erf")]) == 0
+    out = capsys.readouterr().out
+    assert "99%: side" in out
+    data = json.loads((tmp_path / "erf" / "erf.json").read_text())
+    assert set(data) == {"unireplknet_a", "inception_next_atto"}
+    assert (tmp_path / "erf" / "erf_comparison.png").is_file()
+    assert main(["filters", "--model", "unireplknet_a", "--min-kernel-size", "5", "--out", str(tmp_path / "f")]) == 0
+    rows = json.loads((tmp_path / "f" / "filters.json").read_text())
+    assert len(rows) == 10 and rows[0]["name"] == "stages.1.0.dwconv.lk_origin"  # the 10 fused LarK kernels of A
+    assert (tmp_path / "f" / "kernels.png").is_file()
+
+
+def test_shape_bias_command_needs_stimuli(tmp_path, capsys):
+    assert main(["shape-bias", "--model", "unireplknet_a", "--checkpoint", str(tmp_path / "none.pth"),
+                 "--data", str(tmp_path)]) == 2

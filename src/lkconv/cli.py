@@ -230,6 +230,89 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return subprocess.call([sys.executable, str(script), *args.rest])
 
 
+def _analysis_model(name: str | None, run: str | None, checkpoint: str | None, num_classes: int = 1000):
+    """(label, model, feature_fn, in_chans): a registered model (optionally with weights) or a run's model.
+
+    For a run, analyses look at the backbone's input map (the modality adapter's output)."""
+    if run:
+        from .engine.run_dir import load_run
+
+        model = load_run(run)
+        return Path(run).name, model, model.backbone.forward_features, model.adapter.out_chans
+    from .models import create_model, load_checkpoint
+
+    model = create_model(name, num_classes=num_classes).eval()
+    if checkpoint:
+        load_checkpoint(model, checkpoint)
+    return name, model, model.forward_features, getattr(model, "in_chans", 3)
+
+
+def cmd_erf(args: argparse.Namespace) -> int:
+    import torch
+
+    from .analysis.erf import analyze_erf, compute_erf
+    from .analysis.plots import plot_erf, plot_erf_grid
+    from .engine.atomic import atomic_write_text
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sources = [(m, None) for m in (args.model or [])] + [(None, r) for r in (args.run or [])]
+    maps, results = {}, {}
+    for name, run in sources:
+        label, model, fn, in_chans = _analysis_model(name, run, args.checkpoint)
+        inputs = None
+        if run and args.data:
+            from .data import build_data
+            from .engine.evaluate import run_train_config
+
+            cfg = run_train_config(run).replace(data=args.data)
+            val = build_data(cfg, eval_only=True, class_names=model.class_names).val
+            raw = torch.stack([val[i][0] for i in range(min(args.num_inputs, len(val)))])
+            with torch.no_grad():
+                inputs = model.adapter.eval()(raw)
+        erf = compute_erf(fn, inputs, num_inputs=args.num_inputs, size=args.input_size, in_chans=in_chans)
+        maps[label] = erf
+        results[label] = analyze_erf(erf)
+        plot_erf(erf, out / f"erf_{label}.png", title=label)
+        ratios = "  ".join(f"{t['threshold']:.0%}: side {t['side']} (area {t['area_ratio']:.1%})"
+                           for t in results[label]["thresholds"])
+        print(f"{label}: {ratios}")
+    if len(maps) > 1:
+        plot_erf_grid(maps, out / "erf_comparison.png")
+    atomic_write_text(out / "erf.json", json.dumps(results, indent=2) + "\n")
+    print(f"written: {out}/erf.json and heatmaps")
+    return 0
+
+
+def cmd_shape_bias(args: argparse.Namespace) -> int:
+    from .analysis.shape_bias import evaluate_shape_bias
+
+    _, model, _, _ = _analysis_model(args.model, None, args.checkpoint)
+    result = evaluate_shape_bias(model, args.data, batch_size=args.batch_size, img_size=args.img_size)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_filters(args: argparse.Namespace) -> int:
+    from .analysis.filters import kernel_stats, plot_kernels
+    from .engine.atomic import atomic_write_text
+
+    label, model, _, _ = _analysis_model(args.model, args.run, args.checkpoint)
+    rows = kernel_stats(model, reparameterize=True, min_kernel_size=args.min_kernel_size)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    keys = [k for k in rows[0] if isinstance(rows[0][k], float)] if rows else []
+    print(f"{'layer':<36} {'k':>5} " + " ".join(f"{k[:14]:>14}" for k in keys))
+    for r in rows:
+        ks = r.get("kernel_size", "")
+        ks = "x".join(map(str, ks)) if isinstance(ks, (list, tuple)) else ks
+        print(f"{r['name'][:36]:<36} {ks:>5} " + " ".join(f"{r[k]:>14.4g}" for k in keys))
+    atomic_write_text(out / "filters.json", json.dumps(rows, indent=2) + "\n")
+    plot_kernels(model, out / "kernels.png", reparameterize=True, min_kernel_size=max(args.min_kernel_size, 5))
+    print(f"written: {out}/filters.json, kernels.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lkconv", description="Large-kernel ConvNets with universal perception.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -308,6 +391,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("which")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the script")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("erf", help="effective receptive field (RepLKNet recipe): heatmaps and area ratios")
+    p.add_argument("--model", nargs="+", help="registered model name(s)")
+    p.add_argument("--run", nargs="+", help="run directory(ies): ERF on the backbone's input map")
+    p.add_argument("--checkpoint", help="weights for --model (ERFs of untrained networks differ a lot)")
+    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--num-inputs", type=int, default=8)
+    p.add_argument("--data", help="with --run: use these inputs (PATH or builtin:NAME) instead of noise")
+    p.add_argument("--out", default="runs/erf")
+    p.set_defaults(func=cmd_erf)
+
+    p = sub.add_parser("shape-bias", help="cue-conflict shape bias of an ImageNet classifier (16-class mapping)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--checkpoint", required=True, help="ImageNet-1k weights (.pth/.safetensors)")
+    p.add_argument("--data", required=True,
+                   help="cue-conflict stimuli: <DIR>/<shape>/<shape><n>-<texture><m>.png (texture-vs-shape, CC-BY-4.0)")
+    p.add_argument("--img-size", type=int, default=224)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.set_defaults(func=cmd_shape_bias)
+
+    p = sub.add_parser("filters", help="statistics and images of the (fused) depthwise kernels")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--model")
+    g.add_argument("--run")
+    p.add_argument("--checkpoint")
+    p.add_argument("--min-kernel-size", type=int, default=2)
+    p.add_argument("--out", default="runs/filters")
+    p.set_defaults(func=cmd_filters)
 
     p = sub.add_parser("demo", help="the built-in end-to-end job (what `make demo` runs): train, evaluate, fuse")
     p.add_argument("--out", default="runs/demo")
