@@ -178,3 +178,22 @@ def test_bad_arguments_are_rejected():
         lkconv.create_model("unireplknet_a", drop_path_rate=1.5)
     custom = lkconv.create_model("unireplknet_a", kernel_sizes=((3, 3), (17, 5), (7,) * 6, (11, 11)), num_classes=3)
     assert custom(torch.randn(2, 3, 32, 32)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("deploy", [False, True])
+def test_channels_last_path_equals_nchw(deploy, randomize):
+    """Blocks run their pointwise layers as 1x1 convs on channels_last input: same outputs and gradients."""
+    model = lkconv.create_model("unireplknet_a", num_classes=5, deploy=deploy)
+    randomize(model)
+    model.train(not deploy)
+    x = torch.randn(4, 3, 64, 64)
+    ref = model(x)
+    ref.sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    cl = model.to(memory_format=torch.channels_last)
+    out = cl(x.contiguous(memory_format=torch.channels_last))
+    out.sum().backward()
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    for n, p in cl.named_parameters():
+        torch.testing.assert_close(p.grad, grads[n], rtol=1e-3, atol=1e-5, msg=n)

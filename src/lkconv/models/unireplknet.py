@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..layers.conv_bn import LargeDepthwiseConv2d
@@ -119,10 +120,26 @@ class UniRepLKNetBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.se(self.norm(self.dwconv(x)))
-        y = self.pwconv2(self.act(self.pwconv1(y)))
+        if _channels_last(y) and isinstance(self.act[0], nn.GELU):
+            y = self._pointwise_channels_last(y)
+        else:
+            y = self.pwconv2(self.act(self.pwconv1(y)))
         if self.gamma is not None:
             y = self.gamma.view(1, -1, 1, 1) * y
         return x + self.drop_path(y)
+
+    def _pointwise_channels_last(self, y: torch.Tensor) -> torch.Tensor:
+        """The same pointwise layers (same parameters) as 1x1 convolutions on a channels_last tensor: no permutes,
+        oneDNN's AVX-512 path instead of MKL's AVX2 ``F.linear``, and GRN reduced over H, W in place."""
+        lin1, grn, lin2 = self.pwconv1[1], self.act[1], self.pwconv2[0]
+        y = F.gelu(F.conv2d(y, lin1.weight[:, :, None, None], lin1.bias))
+        gx = torch.linalg.vector_norm(y, ord=2, dim=(2, 3), keepdim=True)
+        nx = gx / (gx.mean(dim=1, keepdim=True) + 1e-6)
+        out = torch.addcmul(y, y, grn.gamma.view(1, -1, 1, 1) * nx)
+        if grn.beta is not None:
+            out = out + grn.beta.view(1, -1, 1, 1)
+        out = F.conv2d(out, lin2.weight[:, :, None, None], lin2.bias)
+        return self.pwconv2[2](out) if len(self.pwconv2) > 2 else out
 
     @torch.no_grad()
     def reparameterize(self) -> None:
@@ -171,6 +188,10 @@ class UniRepLKNetBlock(nn.Module):
         new_linear.bias.copy_(bias)
         self.pwconv2 = nn.Sequential(new_linear, NHWCtoNCHW())
         self.deploy = True
+
+
+def _channels_last(t: torch.Tensor) -> bool:
+    return t.dim() == 4 and t.shape[1] > 1 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
 
 
 def default_kernel_sizes(depths: Sequence[int]) -> tuple[tuple[int, ...], ...]:
