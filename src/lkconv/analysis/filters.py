@@ -140,7 +140,7 @@ def filter_stats(
     peak = np.abs(data).max()
     sparsity = float((np.abs(data) < sparsity_rtol * peak).mean()) if peak > 0 else 1.0
     degenerate = float((norms <= degenerate_rtol * np.median(norms)).mean())
-    nonzero = [kernel for kernel, norm in zip(data, norms) if norm > 0]
+    nonzero = [kernel for kernel, norm in zip(data, norms, strict=True) if norm > 0]
     entropy = float(np.mean([_spectral_entropy(k) for k in nonzero])) if nonzero and kh * kw > 1 else None
     radius = float(np.mean([_effective_radius(k, mass) for k in nonzero])) if nonzero else None
     half_width = (max(kh, kw) - 1) / 2
@@ -184,8 +184,9 @@ def kernel_stats(
     for name, conv in depthwise_convs(model, min_kernel_size=min_kernel_size):
         dilation = list(conv.dilation) if len(conv.dilation) == 2 else [1, conv.dilation[0]]
         stats = filter_stats(_kernels(conv), sparsity_rtol=sparsity_rtol, degenerate_rtol=degenerate_rtol, mass=mass)
-        rows.append({"name": name, "type": type(conv).__name__, "channels": conv.in_channels, "dilation": dilation,
-                     **stats})
+        rows.append(
+            {"name": name, "type": type(conv).__name__, "channels": conv.in_channels, "dilation": dilation, **stats}
+        )
     return rows
 
 
@@ -219,8 +220,9 @@ def plot_kernels(
 
     kernels = depthwise_kernels(model, min_kernel_size=min_kernel_size, reparameterize=reparameterize)
     if not kernels:
-        raise ValueError(f"the model has no depthwise conv (groups == in_channels > 1) with a kernel side >= "
-                         f"{min_kernel_size}")
+        raise ValueError(
+            f"the model has no depthwise conv (groups == in_channels > 1) with a kernel side >= {min_kernel_size}"
+        )
     if max_layers is not None:
         kernels = dict(list(kernels.items())[:max_layers])
     return plot_kernel_grid(kernels, path, max_channels=max_channels)

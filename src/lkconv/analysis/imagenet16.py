@@ -11,6 +11,7 @@ from __future__ import annotations
 
 NUM_IMAGENET_CLASSES = 1000
 
+# fmt: off
 CATEGORY_INDICES: dict[str, tuple[int, ...]] = {
     "airplane": (404,),
     "bear": (294, 295, 296, 297),
@@ -38,6 +39,7 @@ CATEGORY_INDICES: dict[str, tuple[int, ...]] = {
     "oven": (766,),
     "truck": (555, 569, 656, 675, 717, 734, 864, 867),
 }
+# fmt: on
 
 # Alphabetical, which is also the order of the 16 columns produced by ``shape_bias.imagenet_to_16``.
 CATEGORIES: tuple[str, ...] = tuple(sorted(CATEGORY_INDICES))

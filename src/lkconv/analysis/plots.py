@@ -116,7 +116,7 @@ def plot_erf_grid(
     figure = _new_figure(3.2 * ncols + 0.8, 3.2 * nrows + (0.4 if title else 0.0))
     axes = np.atleast_1d(figure.subplots(nrows, ncols, squeeze=False)).ravel()
     image = None
-    for ax, (label, erf_map) in zip(axes, maps.items()):
+    for ax, (label, erf_map) in zip(axes, maps.items(), strict=False):
         image = _draw_erf(ax, erf_map, label, squares, cmap)
     for ax in axes[len(maps) :]:
         ax.set_axis_off()
@@ -147,7 +147,7 @@ def plot_kernel_grid(kernels: Mapping[str, np.ndarray], path: str | Path, *, max
     nrows = len(kernels)
     figure = _new_figure(0.9 * ncols + 2.0, 0.9 * nrows + 0.3)
     axes = figure.subplots(nrows, ncols, squeeze=False)
-    for row, (name, layer) in zip(axes, kernels.items()):
+    for row, (name, layer) in zip(axes, kernels.items(), strict=False):
         layer = np.asarray(layer, dtype=np.float64)
         for column, ax in enumerate(row):
             ax.set_xticks([])

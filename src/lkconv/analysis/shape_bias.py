@@ -138,8 +138,9 @@ def preprocess(
         The (C, img_size, img_size) model input.
     """
     if image.shape[-2:] != (img_size, img_size):
-        image = F.interpolate(image[None], size=(img_size, img_size), mode="bilinear", antialias=True,
-                              align_corners=False)[0]
+        image = F.interpolate(
+            image[None], size=(img_size, img_size), mode="bilinear", antialias=True, align_corners=False
+        )[0]
     mean_t = torch.tensor(mean, dtype=image.dtype).view(-1, 1, 1)
     std_t = torch.tensor(std, dtype=image.dtype).view(-1, 1, 1)
     return (image - mean_t) / std_t
@@ -194,11 +195,12 @@ def shape_bias_from_decisions(
         category.
     """
     if not len(decisions) == len(shapes) == len(textures):
-        raise ValueError(f"decisions, shapes and textures differ in length: {len(decisions)}, {len(shapes)}, "
-                         f"{len(textures)}")
+        raise ValueError(
+            f"decisions, shapes and textures differ in length: {len(decisions)}, {len(shapes)}, {len(textures)}"
+        )
     counts = {name: {"shape": 0, "texture": 0, "other": 0} for name in CATEGORIES}
     dropped = 0
-    for decision, shape, texture in zip(decisions, shapes, textures):
+    for decision, shape, texture in zip(decisions, shapes, textures, strict=True):
         if shape == texture:
             dropped += 1
             continue
@@ -274,8 +276,10 @@ def evaluate_shape_bias(
             x = torch.stack([preprocess(load_png(image.path), img_size, mean, std) for image in batch]).to(device)
             logits = model(x)
             if logits.dim() != 2 or logits.shape[1] != NUM_IMAGENET_CLASSES:
-                raise ValueError(f"shape bias needs a classifier with {NUM_IMAGENET_CLASSES} ImageNet classes; the "
-                                 f"model returned logits of shape {tuple(logits.shape)}")
+                raise ValueError(
+                    f"shape bias needs a classifier with {NUM_IMAGENET_CLASSES} ImageNet classes; the "
+                    f"model returned logits of shape {tuple(logits.shape)}"
+                )
             categories = imagenet_to_16(logits.float().softmax(dim=1)).argmax(dim=1).tolist()
             decisions += [CATEGORIES[c] for c in categories]
     finally:
