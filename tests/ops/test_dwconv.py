@@ -27,13 +27,17 @@ CL = torch.channels_last
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
-    """Every test gets its own cache directory, heuristic plans (tests that measure turn autotuning on) and a fresh
-    plan memo."""
+    """Every test gets its own cache directory, heuristic plans (tests that measure turn autotuning on), a fresh plan
+    memo and one torch thread (a 2-thread OpenMP region stalls whenever a busy CI machine preempts one of its threads;
+    test_direct_multithreaded covers the threaded paths)."""
     monkeypatch.setenv("LKCONV_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("LKCONV_AUTOTUNE", "0")
     plans.set_autotune(None)
     dwconv._clear_memo()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
+    torch.set_num_threads(threads)
     plans.set_autotune(None)
     dwconv._clear_memo()
 
@@ -84,6 +88,22 @@ def test_matches_conv2d_fp32(algo, case):
                     out = depthwise_conv2d(xin, w, bias, padding, dilation, algo=algo)
                 _close(out, ref, dwconv.FP32_RTOL)
                 assert out.is_contiguous(memory_format=fmt), "output must keep the input's memory format"
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_direct_multithreaded(threads):
+    if not dwconv.direct_available():
+        pytest.skip("C kernel unavailable")
+    torch.set_num_threads(threads)  # restored by the fixture
+    gen = torch.Generator().manual_seed(threads)
+    # one image (row chunks split across threads), channel tails, several images per batch block
+    for shape, k in (((1, 20, 17, 9), 7), ((5, 40, 7, 7), 13), ((2, 16, 30, 30), 31)):
+        x = torch.randn(*shape, generator=gen)
+        w = torch.randn(shape[1], 1, k, k, generator=gen)
+        ref = _conv(x, w, None, k // 2, 1)
+        for algo in dwconv.DIRECT_VARIANTS:
+            for xin in (x, x.contiguous(memory_format=CL)):
+                _close(depthwise_conv2d(xin, w, None, k // 2, algo=algo), ref, dwconv.FP32_RTOL)
 
 
 @pytest.mark.parametrize("algo", ["nchw", "nhwc", "fft", "direct:cols14", "direct:batch8"])

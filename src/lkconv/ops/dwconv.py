@@ -407,7 +407,7 @@ def _candidates(s: _Spec, device: torch.device) -> list[str]:
     return [first] + [a for a in allowed if a != first]
 
 
-def _nchw_is_slow_path(s: _Spec, x: torch.Tensor) -> bool:
+def _nchw_is_slow_path(s: _Spec) -> bool:
     """Whether PyTorch's NCHW depthwise conv is on its slow (non-oneDNN) path for this kernel, judged on a cheap proxy.
 
     With torch 2.x on x86, kernels of 17 and more run 30-85x slower in NCHW than in channels_last; one warm-up call of
@@ -553,7 +553,7 @@ def _choose(
                 xs = x.detach()
                 ws, bs = weight.detach(), None if bias is None else bias.detach()
                 fns = {a: (lambda a=a: _run(a, xs, ws, bs, s)) for a in candidates}
-                if "nchw" in fns and "nhwc" in fns and _nchw_is_slow_path(s, xs):
+                if "nchw" in fns and "nhwc" in fns and _nchw_is_slow_path(s):
                     del fns["nchw"]
                 times = _measure(fns, reps)
             algo = _pick(times)
@@ -797,6 +797,7 @@ def tune(
                 progress(s.key(), algo)
     finally:
         torch.set_num_threads(old_threads)
+        _clear_memo()  # in-process choices are re-read from the (re)tuned cache
     cache.save()
     return result
 

@@ -1,0 +1,261 @@
+"""Benchmark lkconv's planned depthwise convolution against PyTorch's F.conv2d in NCHW and channels_last.
+
+For every grid point (C, H, k, B) and input layout the script first lets :func:`lkconv.ops.dwconv.depthwise_conv2d`
+plan the shape (first-use autotuning into a fresh cache directory, not timed), then times side by side, in one process
+and in round-robin order:
+
+* ``lkconv``: the planned op on the input in that layout, output in the same layout;
+* ``nchw``: ``F.conv2d`` on an NCHW input;
+* ``cl``: ``F.conv2d`` on a channels_last input;
+
+and reports medians, the best single PyTorch layout (``min(nchw, cl)``, each given its input in its own layout for
+free), GFLOP/s on useful MACs (taps that hit real pixels, not padding), the geometric-mean speed-up of lkconv over
+NCHW and over the best layout, and the worst ratio lkconv / best layout.
+
+Examples::
+
+    python benchmarks/bench_dwconv.py --quick
+    python benchmarks/bench_dwconv.py --threads 2 --layouts nhwc,nchw --out docs/bench_dwconv_table.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+GRID_C = (40, 64, 80, 160, 320, 640)
+GRID_H = (7, 14, 28, 56)
+GRID_K = (3, 7, 13, 17, 31)
+GRID_B = (1, 16)
+# UniRepLKNet-like (C, H) pairs: channels double as the map halves
+QUICK_CH = ((64, 56), (160, 28), (320, 14), (640, 7))
+QUICK_K = (3, 7, 13, 31)
+
+
+@dataclass
+class Row:
+    """One benchmark point."""
+
+    layout: str
+    b: int
+    c: int
+    h: int
+    k: int
+    algo: str
+    lk_ms: float
+    nchw_ms: float
+    cl_ms: float
+    gmacs: float
+    single: str  # methods timed only once (slow), e.g. "nchw"
+
+    @property
+    def best_ms(self) -> float:
+        return min(self.nchw_ms, self.cl_ms)
+
+    @property
+    def best_name(self) -> str:
+        return "nchw" if self.nchw_ms <= self.cl_ms else "cl"
+
+
+def cpu_model() -> str:
+    """Return ``lscpu``'s model name (or platform.processor())."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False, timeout=10).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return platform.processor() or platform.machine()
+
+
+def bench_point(
+    fns: dict[str, Callable[[], object]],
+    budget_s: float,
+    max_reps: int,
+    stat: str = "median",
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[dict[str, float], str]:
+    """Median (or min) seconds of each fn, timed round-robin after one warm-up each.
+
+    Methods whose warm-up is over 20x the fastest (e.g. PyTorch's NCHW slow path at k >= 17) are timed once more and
+    not repeated. Returns (medians, comma-separated names of the methods timed once).
+    """
+    warm = {}
+    for name, fn in fns.items():
+        t0 = clock()
+        fn()
+        warm[name] = clock() - t0
+    fastest = min(warm.values())
+    slow = [n for n, t in warm.items() if t > 20 * fastest and t > 0.05]
+    fast = [n for n in fns if n not in slow]
+    per_round = sum(warm[n] for n in fast)
+    reps = int(max(5, min(max_reps, budget_s / max(per_round, 1e-6))))
+    samples: dict[str, list[float]] = {n: [] for n in fns}
+    for n in slow:
+        t0 = clock()
+        fns[n]()
+        samples[n].append(clock() - t0)
+    for r in range(reps):
+        for i in range(len(fast)):  # rotate the order: no method always runs right after the same one
+            n = fast[(i + r) % len(fast)]
+            t0 = clock()
+            fns[n]()
+            samples[n].append(clock() - t0)
+    reduce = statistics.median if stat == "median" else min
+    return {n: reduce(v) for n, v in samples.items()}, ",".join(slow)
+
+
+def geomean(values: list[float]) -> float:
+    """Geometric mean of positive values."""
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
+
+
+def summary(rows: list[Row], layout: str) -> str:
+    """Markdown summary lines for one input layout."""
+    sel = [r for r in rows if r.layout == layout]
+    if not sel:
+        return ""
+    worst = max(sel, key=lambda r: r.lk_ms / r.best_ms)
+    over5 = [r for r in sel if r.lk_ms > 1.05 * r.best_ms]
+    return (
+        f"- input {layout}, {len(sel)} points: geomean speed-up over F.conv2d NCHW "
+        f"**{geomean([r.nchw_ms / r.lk_ms for r in sel]):.2f}x**, over the best single PyTorch layout "
+        f"**{geomean([r.best_ms / r.lk_ms for r in sel]):.2f}x**; worst lkconv/best ratio "
+        f"**{worst.lk_ms / worst.best_ms:.2f}** at B{worst.b} C{worst.c} H{worst.h} k{worst.k} "
+        f"({worst.algo}: {worst.lk_ms:.3f} ms vs {worst.best_name} {worst.best_ms:.3f} ms); "
+        f"points more than 5% slower than the best layout: {len(over5)}\n"
+    )
+
+
+def table(rows: list[Row]) -> str:
+    """Markdown table of all rows."""
+    head = (
+        "| input | B | C | H | k | plan | lkconv ms | NCHW ms | CL ms | best | vs NCHW | vs best | lkconv GFLOP/s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for r in rows:
+        mark = "*" if "nchw" in r.single.split(",") else ""
+        lines.append(
+            f"| {r.layout} | {r.b} | {r.c} | {r.h} | {r.k} | {r.algo} | {r.lk_ms:.3f} | {r.nchw_ms:.3f}{mark} | "
+            f"{r.cl_ms:.3f} | {r.best_name} | {r.nchw_ms / r.lk_ms:.2f} | {r.best_ms / r.lk_ms:.2f} | "
+            f"{2 * r.gmacs / r.lk_ms * 1e3:.1f} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark (see the module docstring)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="UniRepLKNet-like subset: (C,H) in " + str(QUICK_CH))
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    ap.add_argument("--layouts", default="nhwc,nchw", help="input layouts to run, from nchw,nhwc (default both)")
+    ap.add_argument("--batches", default=",".join(map(str, GRID_B)))
+    ap.add_argument("--channels", default=None, help="comma list overriding the C grid")
+    ap.add_argument("--sizes", default=None, help="comma list overriding the H grid")
+    ap.add_argument("--kernels", default=None, help="comma list overriding the k grid")
+    ap.add_argument("--budget", type=float, default=0.5, help="seconds of repetitions per point (default 0.5)")
+    ap.add_argument("--max-reps", type=int, default=25)
+    ap.add_argument("--stat", choices=("median", "min"), default="median", help="statistic over repeats")
+    ap.add_argument(
+        "--clock",
+        choices=("wall", "thread"),
+        default="wall",
+        help="wall: perf_counter; thread: the calling thread's CPU time (only with --threads 1; immune to preemption "
+        "by other processes on a shared machine)",
+    )
+    ap.add_argument("--max-gb", type=float, default=2.0, help="skip points whose input tensor exceeds this")
+    ap.add_argument("--out", default=None, help="also write the markdown report to this file")
+    args = ap.parse_args(argv)
+
+    if args.threads < 1:
+        ap.error(f"--threads must be >= 1, got {args.threads}")
+    if args.clock == "thread" and args.threads != 1:
+        ap.error("--clock thread needs --threads 1 (other threads' work would not be counted)")
+    layouts = [s for s in args.layouts.split(",") if s]
+    if not layouts or any(s not in ("nchw", "nhwc") for s in layouts):
+        ap.error(f"--layouts takes nchw and/or nhwc, got {args.layouts!r}")
+    if "LKCONV_CACHE_DIR" not in os.environ:  # a fresh cache: plans are made by first-use autotuning here
+        os.environ["LKCONV_CACHE_DIR"] = tempfile.mkdtemp(prefix="lkconv-bench-")
+
+    import torch
+    import torch.nn.functional as F
+
+    from lkconv.ops import dwconv
+
+    torch.set_num_threads(args.threads)
+    clock = time.thread_time if args.clock == "thread" else time.perf_counter
+    ints = lambda s: tuple(int(v) for v in s.split(",") if v)  # noqa: E731
+    batches = ints(args.batches)
+    if args.quick:
+        ch = [(c, h) for c, h in QUICK_CH]
+        ks = QUICK_K
+    else:
+        cs = ints(args.channels) if args.channels else GRID_C
+        hs = ints(args.sizes) if args.sizes else GRID_H
+        ch = [(c, h) for c in cs for h in hs]
+        ks = GRID_K
+    if args.channels and args.quick:
+        ch = [(c, h) for c, h in ch if c in ints(args.channels)]
+    if args.kernels:
+        ks = ints(args.kernels)
+
+    header = (
+        f"Machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
+        f"{args.threads} torch threads, direct kernel {'available' if dwconv.direct_available() else 'UNAVAILABLE'}, "
+        f"statistic: {args.stat} over round-robin repeats, clock: {args.clock}\n"
+        f"Command: python {' '.join(sys.argv)}\n"
+    )
+    print(header, flush=True)
+    rows: list[Row] = []
+    gen = torch.Generator().manual_seed(0)
+    t_start = time.time()
+    for b in batches:
+        for c, h in ch:
+            if b * c * h * h * 4 > args.max_gb * 2**30:
+                print(f"skip B{b} C{c} H{h}: input over {args.max_gb} GB", flush=True)
+                continue
+            x = torch.randn(b, c, h, h, generator=gen)
+            xc = x.contiguous(memory_format=torch.channels_last)
+            for k in ks:
+                w = torch.randn(c, 1, k, k, generator=gen) / k
+                p = k // 2
+                for layout in layouts:
+                    xin = xc if layout == "nhwc" else x
+                    with torch.no_grad():
+                        algo = dwconv.plan_for(xin, w, None, p)
+                        fns = {
+                            "lkconv": lambda xin=xin, w=w, p=p: dwconv.depthwise_conv2d(xin, w, None, p),
+                            "nchw": lambda x=x, w=w, p=p, c=c: F.conv2d(x, w, None, 1, p, 1, c),
+                            "cl": lambda xc=xc, w=w, p=p, c=c: F.conv2d(xc, w, None, 1, p, 1, c),
+                        }
+                        med, single = bench_point(fns, args.budget, args.max_reps, args.stat, clock)
+                    row = Row(layout, b, c, h, k, algo, med["lkconv"] * 1e3, med["nchw"] * 1e3, med["cl"] * 1e3,
+                              dwconv.useful_macs(b, c, h, h, k, 1, p) * 1e-9, single)
+                    rows.append(row)
+                    print(
+                        f"[{time.time() - t_start:6.0f}s] {layout} B{b} C{c} H{h} k{k}: {algo:14s} "
+                        f"lk {row.lk_ms:8.3f}  nchw {row.nchw_ms:8.3f}  cl {row.cl_ms:8.3f}  "
+                        f"vs best {row.best_ms / row.lk_ms:5.2f}",
+                        flush=True,
+                    )
+    report = header + "\n" + "".join(summary(rows, lay) for lay in layouts) + "\n" + table(rows)
+    print("\n" + report)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            fh.write(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
