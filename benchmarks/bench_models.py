@@ -29,7 +29,7 @@ from lkconv.analysis.complexity import count_macs  # noqa: E402
 from lkconv.deploy import optimize_for_inference  # noqa: E402
 
 
-def bench(variant: str, batch: int, repeats: int, with_compile: bool) -> dict:
+def bench(variant: str, batch: int, repeats: int, with_compile: bool, clock: str = "wall") -> dict:
     torch.manual_seed(0)
     name = f"unireplknet_{variant}"
     train_m = lkconv.create_model(name).eval()
@@ -61,7 +61,7 @@ def bench(variant: str, batch: int, repeats: int, with_compile: bool) -> dict:
                 return fn()
         return run
 
-    times = interleaved_medians({k: inference(f) for k, f in fns.items()}, repeats)
+    times = interleaved_medians({k: inference(f) for k, f in fns.items()}, repeats, clock=clock)
     with torch.inference_mode():
         ref, out16 = deploy_m(x), opt16(x)
     agree = (ref.argmax(-1) == out16.argmax(-1)).float().mean().item()
@@ -78,18 +78,22 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["a", "p", "t"])
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 16])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--clock", choices=["wall", "thread"], default="wall",
+                    help="thread: CPU time of the calling thread (use with --threads 1 on a busy machine)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--out", help="write the markdown table here too")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cols = ["train-eager", "deploy-eager", "eager+compile", "opt-fp32", "opt-bf16", "opt+compile"]
-    lines = [f"Machine: {machine_description()}", "",
+    if args.clock == "thread" and args.threads != 1:
+        raise SystemExit("--clock thread measures one thread: use it with --threads 1")
+    lines = [f"Machine: {machine_description()}; clock: {args.clock}", "",
              "| model | batch | " + " | ".join(f"{c} img/s (×, GFLOP/s)" for c in cols) + " | bf16 top-1 agree |",
              "|" + "---|" * (len(cols) + 3)]
     for v in args.models:
         for b in args.batches:
-            r = bench(v, b, args.repeats, not args.no_compile)
+            r = bench(v, b, args.repeats, not args.no_compile, args.clock)
             cells = [f"{r['img_s'][c]:.1f} ({r['speedup'][c]:.2f}×, {r['gflops'][c]:.0f})" if c in r["img_s"] else "–"
                      for c in cols]
             lines.append(f"| {r['model']} | {b} | " + " | ".join(cells) + f" | {r['bf16_top1_agree_random']:.0%} |")

@@ -83,6 +83,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--img", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--clock", choices=["wall", "thread"], default="wall",
+                    help="thread: CPU time of the calling thread (use with --threads 1 on a busy machine)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS))
     ap.add_argument("--no-memory", action="store_true")
@@ -104,7 +106,9 @@ def main() -> None:
             losses[c].append(steps[c](x, y))
         return run
 
-    times = interleaved_medians({c: runner(c) for c in args.configs}, args.repeats, warmup=2)
+    if args.clock == "thread" and args.threads != 1:
+        raise SystemExit("--clock thread measures one thread: use it with --threads 1")
+    times = interleaved_medians({c: runner(c) for c in args.configs}, args.repeats, warmup=2, clock=args.clock)
     ref = losses["eager"]
     rows = []
     for c in args.configs:
@@ -116,7 +120,7 @@ def main() -> None:
                                  capture_output=True, text=True)
             mem = json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"] if out.returncode == 0 else None
         rows.append((c, args.batch / times[c], times["eager"] / times[c], rel, mem))
-    lines = [f"Machine: {machine_description()}",
+    lines = [f"Machine: {machine_description()}; clock: {args.clock}",
              f"Model {args.model}, batch {args.batch}, {args.img}x{args.img}, fp32, training structure, "
              f"{args.repeats} timed steps (medians), 2 warm-up steps",
              "", "| configuration | img/s | × eager | max rel. loss diff vs eager (7 steps) | peak RSS MB |",

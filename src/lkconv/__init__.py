@@ -4,13 +4,14 @@ The public surface::
 
     create_model, list_models, load_checkpoint, reparameterize_model   # models
     train, load_run                                                     # training engine and run directories
+    optimize_for_inference                                              # deployment
 """
 
 from .models import create_model, list_models, load_checkpoint, reparameterize_model
 
 __version__ = "0.1.0"
 __all__ = ["create_model", "list_models", "load_checkpoint", "reparameterize_model", "train", "load_run",
-           "__version__"]
+           "optimize_for_inference", "__version__"]
 
 
 def __getattr__(name: str):
@@ -23,4 +24,8 @@ def __getattr__(name: str):
         from .engine.run_dir import load_run
 
         return load_run
+    if name == "optimize_for_inference":
+        from .deploy.optimize import optimize_for_inference
+
+        return optimize_for_inference
     raise AttributeError(f"module 'lkconv' has no attribute {name!r}")
