@@ -1,0 +1,386 @@
+"""Point-cloud data: ``PATH/{train,val}/<class>/*.{off,ply,stl,xyz,pwn,npy}`` (or ``PATH/<class>/…`` with a
+held-out split), and the built-in set ``cgal-shapes`` (meshes of CGAL's example data, one class per mesh).
+
+Every access turns a file into one raw sample of ``num_points`` points: meshes are sampled area-weighted over their
+surface (a fresh sample each time, from the per-sample RNG), point sets are subsampled without replacement or padded
+by repeating random points. Points are centred and scaled into the unit sphere; in training a random pose follows
+(partial crop, rotation, scale, jitter — :func:`lkconv.data.readers.random_pose`). The raw sample is float32
+(N, 3), or (N, 6) with unit normals (``normals: true``; a point set without normals gets zeros).
+
+``modality_args`` (all optional):
+
+* data: ``num_points`` (1024), ``normals`` (false), ``rotation`` (``so3``, ``x``, ``y``, ``z`` or ``none``; default
+  ``z`` for folders, ``so3`` for ``cgal-shapes``), ``scale`` ([0.8, 1.25]), ``jitter`` (0.01), ``crop`` (0.0: share
+  of points cut away by a random plane), ``eval_pose`` (false for folders: validation sees the files' own pose;
+  ``cgal-shapes`` always poses its validation samples, from a fixed seed);
+* ``cgal-shapes`` only: ``classes`` (24: how many meshes of :data:`CGAL_SHAPES`, 20–40), ``train_per_class``
+  (100), ``val_per_class`` (30);
+* adapter (:class:`lkconv.modalities.pointcloud.PointCloudAdapter`): ``projection`` (``learned``/``depth``),
+  ``views``, ``layout``, ``extent``, ``splat``, ``feat_dim``, ``k``, ``hidden``; its ``img_size`` is the run's
+  ``img_size`` (default 64).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..modalities.pointcloud import PointCloudAdapter
+from .builtin import BuiltinSet, data_home, register
+from .datasets import DataBundle, DataError, SampleDataset, resolve_splits, scan_class_folders, stratified_split, subset
+from .readers.pointcloud import Geometry, normalize_unit_sphere, random_pose, read_pointcloud, sample_surface
+
+__all__ = ["POINT_EXTENSIONS", "build_data", "load_for_predict", "point_options", "geometry_to_points",
+           "prepare_cgal_shapes", "CGAL_SHAPES", "cgal_shapes_file"]
+
+log = logging.getLogger("lkconv.data")
+
+POINT_EXTENSIONS = ("off", "ply", "stl", "xyz", "pwn", "npy")
+_ADAPTER_KEYS = ("projection", "views", "layout", "extent", "splat", "feat_dim", "k", "hidden")
+_DATA_KEYS = ("num_points", "normals", "rotation", "scale", "jitter", "crop", "eval_pose")
+_BUILTIN_KEYS = ("classes", "train_per_class", "val_per_class")
+_ROTATIONS = ("so3", "x", "y", "z", "none")
+DEFAULT_IMG_SIZE = 64
+
+
+def point_options(cfg, *, builtin: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Splits and checks ``cfg.modality_args``: ``(data_options, adapter_args)``.
+
+    Raises:
+        DataError: for an unknown key or an impossible value, naming the key and what is accepted.
+    """
+    args = dict(cfg.modality_args)
+    accepted = _DATA_KEYS + _ADAPTER_KEYS + (_BUILTIN_KEYS if builtin else ())
+    unknown = sorted(set(args) - set(accepted))
+    if unknown:
+        raise DataError(f"modality_args: unknown pointcloud option(s) {unknown}; accepted: {', '.join(accepted)}")
+    opts: dict[str, Any] = {
+        "num_points": args.get("num_points", 1024), "normals": args.get("normals", False),
+        "rotation": args.get("rotation", "so3" if builtin else "z"), "scale": args.get("scale", [0.8, 1.25]),
+        "jitter": args.get("jitter", 0.01), "crop": args.get("crop", 0.0), "eval_pose": args.get("eval_pose", False),
+    }
+    if not isinstance(opts["num_points"], int) or opts["num_points"] < 16:
+        raise DataError(f"modality_args.num_points: an integer >= 16 is needed, got {opts['num_points']!r}")
+    if not isinstance(opts["normals"], bool) or not isinstance(opts["eval_pose"], bool):
+        raise DataError("modality_args.normals / eval_pose: true or false")
+    if opts["rotation"] not in _ROTATIONS:
+        raise DataError(f"modality_args.rotation: {opts['rotation']!r} is not accepted; choose {', '.join(_ROTATIONS)}")
+    sc = opts["scale"]
+    if not (isinstance(sc, (list, tuple)) and len(sc) == 2 and 0 < float(sc[0]) <= float(sc[1])):
+        raise DataError(f"modality_args.scale: [low, high] with 0 < low <= high is needed, got {sc!r}")
+    opts["scale"] = (float(sc[0]), float(sc[1]))
+    if not isinstance(opts["jitter"], (int, float)) or opts["jitter"] < 0:
+        raise DataError(f"modality_args.jitter: a number >= 0 is needed, got {opts['jitter']!r}")
+    if not isinstance(opts["crop"], (int, float)) or not 0 <= opts["crop"] < 1:
+        raise DataError(f"modality_args.crop: a share in [0, 1) is needed, got {opts['crop']!r}")
+    if builtin:
+        opts["classes"] = args.get("classes", 24)
+        opts["train_per_class"] = args.get("train_per_class", 100)
+        opts["val_per_class"] = args.get("val_per_class", 30)
+        if not isinstance(opts["classes"], int) or not 20 <= opts["classes"] <= len(CGAL_SHAPES):
+            raise DataError(f"modality_args.classes: an integer in [20, {len(CGAL_SHAPES)}] is needed, "
+                            f"got {opts['classes']!r}")
+        for key in ("train_per_class", "val_per_class"):
+            if not isinstance(opts[key], int) or opts[key] < 1:
+                raise DataError(f"modality_args.{key}: an integer >= 1 is needed, got {opts[key]!r}")
+    adapter = {k: args[k] for k in _ADAPTER_KEYS if k in args}
+    adapter["img_size"] = cfg.img_size or DEFAULT_IMG_SIZE
+    adapter["in_dims"] = 6 if opts["normals"] else 3
+    try:
+        PointCloudAdapter(**adapter)
+    except (TypeError, ValueError) as e:
+        raise DataError(f"modality_args: {e}") from e
+    return opts, adapter
+
+
+def geometry_to_points(geom: Geometry, n: int, rng: np.random.Generator, *, normals: bool = False) -> np.ndarray:
+    """``n`` points of a mesh (area-weighted surface sample) or point set (subsampled / padded), centred and scaled
+    into the unit sphere: float32 (n, 3), or (n, 6) with normals (zeros where the file has none)."""
+    if geom.is_mesh:
+        pts, nrm = sample_surface(geom.vertices, geom.faces, n, rng)
+    else:
+        m = len(geom.vertices)
+        if m == 0:
+            raise ValueError(f"{geom.metadata.get('source', 'point set')}: has no points")
+        idx = rng.choice(m, n, replace=False) if m >= n else np.concatenate([np.arange(m), rng.integers(0, m, n - m)])
+        pts = geom.vertices[idx]
+        nrm = geom.normals[idx] if geom.normals is not None else np.zeros_like(pts)
+    pts = normalize_unit_sphere(pts)
+    if not normals:
+        return pts.astype(np.float32)
+    nrm = nrm / np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12) * (np.abs(nrm).sum(1, keepdims=True) > 0)
+    return np.concatenate([pts, nrm], 1).astype(np.float32)
+
+
+def _posed(pts: np.ndarray, opts: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+    nrm = pts[:, 3:6] if pts.shape[1] == 6 else None
+    p, n = random_pose(pts[:, :3], nrm, rng=rng, rotation=opts["rotation"], scale=opts["scale"],
+                       jitter=float(opts["jitter"]), crop=float(opts["crop"]))
+    return p if n is None else np.concatenate([p, n], 1)
+
+
+class _GeometryCache:
+    """Reads files once per process (most recently used first; at most ``size`` kept)."""
+
+    def __init__(self, files: list[Path], size: int = 256) -> None:
+        self.files, self.size, self.items = files, size, OrderedDict()
+
+    def __call__(self, i: int) -> Geometry:
+        if i in self.items:
+            self.items.move_to_end(i)
+            return self.items[i]
+        geom = read_pointcloud(self.files[i])
+        self.items[i] = geom
+        if len(self.items) > self.size:
+            self.items.popitem(last=False)
+        return geom
+
+
+def _validate(path: Path) -> None:
+    geom = read_pointcloud(path)
+    if len(geom.vertices) == 0:
+        raise ValueError("no points")
+
+
+def _transforms(opts: dict[str, Any], *, pose_eval: bool):
+    n, normals = opts["num_points"], opts["normals"]
+
+    def train_tf(geom, rng):
+        return torch.from_numpy(_posed(geometry_to_points(geom, n, rng, normals=normals), opts, rng))
+
+    def eval_tf(geom, rng):
+        pts = geometry_to_points(geom, n, rng, normals=normals)
+        return torch.from_numpy(_posed(pts, opts, rng) if pose_eval else pts)
+
+    return train_tf, eval_tf
+
+
+def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = None) -> DataBundle:
+    """Point-cloud folders per the data contract (see module docstring).
+
+    With ``eval_only`` the bundle's ``val`` is the folder's val/ (or test/) split if it has one, else every file,
+    labelled with ``class_names`` (the trained run's classes).
+    """
+    opts, adapter_args = point_options(cfg)
+    root = Path(cfg.data)
+    train_root, val_root = resolve_splits(root)
+    if eval_only:
+        train_root, val_root = (val_root, None) if val_root is not None else (train_root, None)
+    files, labels, names, skipped = scan_class_folders(train_root, POINT_EXTENSIONS, validate=_validate,
+                                                       on_bad_file=cfg.on_bad_file, class_names=class_names)
+    if eval_only:
+        all_files, all_labels = files, labels
+        tr_idx, va_idx = [], subset(list(range(len(files))), labels, cfg.max_val_samples, cfg.seed + 1)
+    elif val_root is not None:
+        vfiles, vlabels, _, vskipped = scan_class_folders(val_root, POINT_EXTENSIONS, validate=_validate,
+                                                          on_bad_file=cfg.on_bad_file, class_names=names)
+        skipped += vskipped
+        all_files, all_labels = files + vfiles, labels + vlabels
+        tr_idx, va_idx = list(range(len(files))), list(range(len(files), len(all_files)))
+    else:
+        all_files, all_labels = files, labels
+        tr_idx, va_idx = stratified_split(labels, cfg.val_split, cfg.seed)
+    if not eval_only:
+        tr_idx = subset(tr_idx, all_labels, cfg.max_train_samples, cfg.seed)
+        va_idx = subset(va_idx, all_labels, cfg.max_val_samples, cfg.seed + 1)
+    if (not tr_idx and not eval_only) or not va_idx:
+        raise DataError(f"{root}: need at least one training and one validation file (have {len(tr_idx)}, "
+                        f"{len(va_idx)}); add files or a val/ folder")
+    train_tf, eval_tf = _transforms(opts, pose_eval=opts["eval_pose"])
+    load = _GeometryCache(all_files)
+
+    def describe(i: int) -> str:
+        return str(all_files[i])
+
+    train = SampleDataset(load, all_labels, tr_idx, train_tf, cfg.seed, describe) if tr_idx else None
+    val = SampleDataset(load, all_labels, va_idx, eval_tf, cfg.seed, describe)
+    n_dims = 6 if opts["normals"] else 3
+    return DataBundle(train, val, names, "pointcloud", adapter_args, (opts["num_points"], n_dims),
+                      notes={"train_samples": len(tr_idx), "val_samples": len(val), "skipped_files": len(skipped)},
+                      preprocessing={"num_points": opts["num_points"], "normals": opts["normals"]})
+
+
+def load_for_predict(path: str | Path, preprocessing: dict) -> torch.Tensor:
+    """One file as validation sees it: ``num_points`` points (seeded sample), centred and in the unit sphere."""
+    geom = read_pointcloud(path)
+    pts = geometry_to_points(geom, int(preprocessing["num_points"]), np.random.default_rng(0),
+                             normals=bool(preprocessing.get("normals", False)))
+    return torch.from_numpy(pts)
+
+
+# ------------------------------------------------------------------------------------------------ cgal-shapes
+# Distinct CGAL example meshes with >= 1000 faces, in the order the built-in takes them (``classes`` = first N);
+# near-duplicates (bear_bis, blobby-shuffled, refined_elephant, knot2, fandisk_large, …) are left out.
+CGAL_SHAPES = (
+    "ALSTOM_TEST4", "ChineseDragon-10kv", "anchor_dense", "armadillo", "blade", "blobby", "bones", "bunny00",
+    "cactus", "camel", "couplingdown", "cow", "cube-meshed", "cylinder", "elk", "fandisk", "femur", "hand", "homer",
+    "knot1", "mushroom", "pinion", "sphere966", "spool",
+    "b9_mesh", "bear", "bull", "dino", "elephant", "handle", "head", "helmet", "lion-head", "man", "mannequin-devil",
+    "mech-holes-shark", "plane", "rotor_small", "triceratops", "turbine",
+)
+_CGAL_MIN_FACES = 1000
+_CGAL_DATA_TARBALL = Path("/usr/share/doc/libcgal-dev/data.tar.gz")  # installed by `apt-get install libcgal-demo`
+_CGAL_MEMBER = "./usr/share/doc/libcgal-dev/data.tar.gz"
+_CGAL_TRAIN_SEED, _CGAL_VAL_SEED = 7, 1_000_003  # train samples also depend on the run's seed and epoch
+
+
+def cgal_shapes_file() -> Path:
+    """Where ``prepare`` writes the selected meshes: ``data_home()/cgal/cgal_shapes.npz``."""
+    return data_home() / "cgal" / "cgal_shapes.npz"
+
+
+def _extract_deb(deb: Path, dest: Path) -> Path:
+    """The CGAL data tarball out of a ``libcgal-demo`` .deb (with ``dpkg-deb``), written under ``dest``."""
+    if shutil.which("dpkg-deb") is None:
+        raise DataError(f"cannot unpack {deb}: dpkg-deb is not installed (apt-get install dpkg)")
+    proc = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=False)
+    if proc.returncode:
+        raise DataError(f"dpkg-deb --fsys-tarfile {deb} failed: {proc.stderr.decode(errors='replace')[-300:]}")
+    out = dest / "data.tar.gz"
+    import io
+
+    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
+        try:
+            member = tar.extractfile(_CGAL_MEMBER)
+        except KeyError as e:
+            raise DataError(f"{deb} has no {_CGAL_MEMBER}; is it the libcgal-demo package?") from e
+        out.write_bytes(member.read())
+    return out
+
+
+def _cgal_source(tmp: Path, *, download: bool) -> Path:
+    """A folder holding ``meshes/*.off``: from ``$LKCONV_CGAL_SOURCE`` (a data.tar.gz, a libcgal-demo .deb or an
+    unpacked ``data`` folder), the installed package's tarball, or ``apt-get download libcgal-demo``."""
+    env = os.environ.get("LKCONV_CGAL_SOURCE")
+    if env:
+        src = Path(env)
+        if src.is_dir():
+            meshes = src / "meshes" if (src / "meshes").is_dir() else src / "data" / "meshes"
+            if not meshes.is_dir():
+                raise DataError(f"LKCONV_CGAL_SOURCE={src}: no meshes/ folder inside")
+            return meshes.parent
+        if not src.is_file():
+            raise DataError(f"LKCONV_CGAL_SOURCE={src}: no such file or folder")
+        tarball = _extract_deb(src, tmp) if src.suffix == ".deb" else src
+    elif _CGAL_DATA_TARBALL.is_file():
+        tarball = _CGAL_DATA_TARBALL
+    elif download:
+        if shutil.which("apt-get") is None:
+            raise DataError("cgal-shapes needs the libcgal-demo package's data: apt-get is not available; set "
+                            "LKCONV_CGAL_SOURCE to a libcgal-demo .deb or its data.tar.gz")
+        proc = subprocess.run(["apt-get", "download", "libcgal-demo"], cwd=tmp, capture_output=True, check=False)
+        debs = sorted(tmp.glob("libcgal-demo_*.deb"))
+        if proc.returncode or not debs:
+            raise DataError(f"apt-get download libcgal-demo failed: {proc.stderr.decode(errors='replace')[-300:]}")
+        tarball = _extract_deb(debs[0], tmp)
+    else:
+        raise DataError("cgal-shapes is not prepared; run `lkconv data prepare cgal-shapes` (it runs apt-get "
+                        "download libcgal-demo) or set LKCONV_CGAL_SOURCE to a libcgal-demo .deb")
+    with tarfile.open(tarball) as tar:
+        members = [m for m in tar.getmembers() if m.name.startswith(("data/meshes/", "./data/meshes/"))
+                   and m.isfile() and m.name.endswith(".off")]
+        if not members:
+            raise DataError(f"{tarball} has no data/meshes/*.off")
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        tar.extractall(tmp, members=members, **safe)  # noqa: S202 - members are filtered to plain .off files
+    return tmp / "data"
+
+
+def prepare_cgal_shapes(*, download: bool = True) -> Path:
+    """Selects the CGAL meshes of :data:`CGAL_SHAPES` that exist with >= 1000 faces and writes their vertices and
+    faces to :func:`cgal_shapes_file` (a few MB). Returns that path.
+
+    Raises:
+        DataError: if the CGAL data cannot be found or downloaded, or fewer than 20 usable meshes are in it.
+    """
+    out = cgal_shapes_file()
+    with tempfile.TemporaryDirectory() as tmp:
+        src = _cgal_source(Path(tmp), download=download) / "meshes"
+        arrays: dict[str, np.ndarray] = {}
+        names: list[str] = []
+        for name in CGAL_SHAPES:
+            path = src / f"{name}.off"
+            if not path.is_file():
+                log.warning("cgal-shapes: %s not in the CGAL data; skipped", path.name)
+                continue
+            geom = read_pointcloud(path)
+            if not geom.is_mesh or len(geom.faces) < _CGAL_MIN_FACES:
+                log.warning("cgal-shapes: %s has fewer than %d faces; skipped", path.name, _CGAL_MIN_FACES)
+                continue
+            arrays[f"v{len(names)}"] = normalize_unit_sphere(geom.vertices)
+            arrays[f"f{len(names)}"] = geom.faces.astype(np.int32)
+            names.append(name)
+    if len(names) < 20:
+        raise DataError(f"cgal-shapes: only {len(names)} usable meshes found in {src}; need at least 20")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    part = out.with_suffix(".tmp.npz")
+    np.savez_compressed(part, names=np.array(names), **arrays)
+    os.replace(part, out)
+    return out
+
+
+def _cgal_available() -> bool:
+    return cgal_shapes_file().is_file() or _CGAL_DATA_TARBALL.is_file() or bool(os.environ.get("LKCONV_CGAL_SOURCE"))
+
+
+def _load_cgal() -> tuple[list[str], list[tuple[np.ndarray, np.ndarray]]]:
+    path = cgal_shapes_file()
+    if not path.is_file():
+        prepare_cgal_shapes(download=False)
+    with np.load(path) as z:
+        names = [str(n) for n in z["names"]]
+        meshes = [(z[f"v{i}"], z[f"f{i}"].astype(np.int64)) for i in range(len(names))]
+    return names, meshes
+
+
+def _build_cgal(cfg) -> DataBundle:
+    opts, adapter_args = point_options(cfg, builtin=True)
+    names, meshes = _load_cgal()
+    if len(names) < opts["classes"]:
+        raise DataError(f"modality_args.classes: {opts['classes']} asked for, the prepared set has {len(names)}")
+    names, meshes = names[: opts["classes"]], meshes[: opts["classes"]]
+    geoms = [Geometry(v, f, None, {"source": n}) for n, (v, f) in zip(names, meshes)]
+    k = len(names)
+    n_tr, n_va = k * opts["train_per_class"], k * opts["val_per_class"]
+    labels_tr = [i % k for i in range(n_tr)]
+    labels_va = [i % k for i in range(n_va)]
+    tr_idx = subset(list(range(n_tr)), labels_tr, cfg.max_train_samples, cfg.seed)
+    va_idx = subset(list(range(n_va)), labels_va, cfg.max_val_samples, cfg.seed + 1)
+    train_tf, eval_tf = _transforms(opts, pose_eval=True)
+
+    def load(i: int) -> Geometry:
+        return geoms[i % k]
+
+    def describe(i: int) -> str:
+        return f"cgal-shapes sample {i} ({names[i % k]})"
+
+    # train: a fresh surface sample and pose every epoch (RNG from run seed, epoch, index); val: fixed by its seed
+    train = SampleDataset(load, labels_tr, tr_idx, train_tf, _CGAL_TRAIN_SEED * 1_000_003 + cfg.seed, describe)
+    val = SampleDataset(load, labels_va, va_idx, eval_tf, _CGAL_VAL_SEED, describe)
+    n_dims = 6 if opts["normals"] else 3
+    return DataBundle(train, val, names, "pointcloud", adapter_args, (opts["num_points"], n_dims),
+                      notes={"train_samples": len(train), "val_samples": len(val), "source": "cgal-shapes",
+                             "rotation": opts["rotation"]},
+                      preprocessing={"num_points": opts["num_points"], "normals": opts["normals"]})
+
+
+register(BuiltinSet(
+    "cgal-shapes", "pointcloud", "classify",
+    "CGAL example meshes as classes (24 of 40 distinct shapes by default); each sample a fresh 1024-point surface "
+    "sample in a random pose (SO(3) rotation, scale, jitter)",
+    "24 x (100 + 30) samples, generated (4 MB)",
+    "CC0 (CGAL data statement)",
+    "lkconv data prepare cgal-shapes (runs `apt-get download libcgal-demo`, unpacks its meshes to data_home()/cgal)",
+    _cgal_available, _build_cgal,
+    prepare=lambda: None if cgal_shapes_file().is_file() else prepare_cgal_shapes(),
+))

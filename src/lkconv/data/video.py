@@ -1,0 +1,254 @@
+"""Video data: ``PATH/{train,val}/<class>/*.{mp4,avi,mkv,webm,mov}`` (or ``PATH/<class>/…`` with a held-out split),
+decoded with PyAV when a batch needs them (``pip install 'lkconv[video]'``), and the built-in set ``moving-fashion``.
+
+A raw sample is float (T, C, H, W) in [0, 1]: ``num_frames`` frames spread uniformly over the clip, resized to
+``img_size`` (files are decoded at ``img_size · 8/7`` and cropped: a random crop shared by all frames in training,
+the centre in evaluation and prediction).
+
+``moving-fashion``: Moving Fashion-MNIST — a real Fashion-MNIST object (train images for training, test images for
+validation) travels across a 64×64 canvas for 16 frames in one of ``directions`` (8, or 4) directions at 1.5–3
+px/frame, wrapping around the edges. The start position is uniform, so every single frame's object position is
+uniform too: one frame says nothing about the label, the direction, which only the order of the frames tells.
+Clips are generated on access from a seed (training clips are fresh every epoch; validation clips are fixed).
+
+``modality_args`` (all optional): ``num_frames`` (16), ``channels`` (3 for files, 1 for ``moving-fashion``),
+``layout`` (``reference``, ``grid`` or ``channels``: see :mod:`lkconv.modalities.video`), ``aug`` (``crop`` or
+``none``, files only); ``moving-fashion`` only: ``directions`` (8 or 4), ``train_clips`` (4000), ``val_clips``
+(1000). The run's ``img_size`` is the frame side (default 64 for ``moving-fashion``, 112 for files).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..modalities.video import VIDEO_LAYOUTS, VideoAdapter
+from .builtin import FASHION_MNIST_DIR, BuiltinSet, register
+from .datasets import DataBundle, DataError, SampleDataset, resolve_splits, scan_class_folders, stratified_split, subset
+
+__all__ = ["VIDEO_EXTENSIONS", "build_data", "load_for_predict", "video_options", "moving_fashion_clip",
+           "MOVING_FASHION_DIRECTIONS", "read_clip"]
+
+VIDEO_EXTENSIONS = ("mp4", "avi", "mkv", "webm", "mov")
+_ADAPTER_KEYS = ("layout",)
+_DATA_KEYS = ("num_frames", "channels", "aug")
+_BUILTIN_KEYS = ("directions", "train_clips", "val_clips")
+_DECODE_MARGIN = 8 / 7  # decode a little larger than img_size, then crop
+
+
+def video_options(cfg, *, builtin: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Splits and checks ``cfg.modality_args``: ``(data_options, adapter_args)``.
+
+    Raises:
+        DataError: for an unknown key or an impossible value, naming the key and what is accepted.
+    """
+    args = dict(cfg.modality_args)
+    accepted = _DATA_KEYS + _ADAPTER_KEYS + (_BUILTIN_KEYS if builtin else ())
+    unknown = sorted(set(args) - set(accepted))
+    if unknown:
+        raise DataError(f"modality_args: unknown video option(s) {unknown}; accepted: {', '.join(accepted)}")
+    opts: dict[str, Any] = {"num_frames": args.get("num_frames", 16), "channels": args.get("channels", 1 if builtin
+                                                                                                    else 3),
+                            "aug": args.get("aug", "none" if builtin else "crop"),
+                            "img_size": cfg.img_size or (64 if builtin else 112)}
+    if not isinstance(opts["num_frames"], int) or opts["num_frames"] < 1:
+        raise DataError(f"modality_args.num_frames: an integer >= 1 is needed, got {opts['num_frames']!r}")
+    if opts["channels"] not in (1, 3):
+        raise DataError(f"modality_args.channels: 1 (grey) or 3 (RGB), got {opts['channels']!r}")
+    if opts["aug"] not in ("crop", "none"):
+        raise DataError(f"modality_args.aug: {opts['aug']!r} is not accepted; choose crop or none")
+    if builtin:
+        opts["directions"] = args.get("directions", 8)
+        opts["train_clips"] = args.get("train_clips", 4000)
+        opts["val_clips"] = args.get("val_clips", 1000)
+        if opts["directions"] not in (4, 8):
+            raise DataError(f"modality_args.directions: 4 or 8, got {opts['directions']!r}")
+        for key in ("train_clips", "val_clips"):
+            if not isinstance(opts[key], int) or opts[key] < opts["directions"]:
+                raise DataError(f"modality_args.{key}: an integer >= directions ({opts['directions']}) is needed, "
+                                f"got {opts[key]!r}")
+    layout = args.get("layout", "reference")
+    if layout not in VIDEO_LAYOUTS:
+        raise DataError(f"modality_args.layout: {layout!r} is not accepted; choose {', '.join(VIDEO_LAYOUTS)}")
+    adapter = {"num_frames": opts["num_frames"], "in_chans": opts["channels"], "layout": layout}
+    try:
+        VideoAdapter(**adapter)
+    except ValueError as e:
+        raise DataError(f"modality_args: {e}") from e
+    s = int(np.sqrt(opts["num_frames"]))
+    if layout == "reference" and opts["img_size"] % s:
+        raise DataError(f"img_size {opts['img_size']} must be divisible by √num_frames = {s} for layout 'reference'")
+    return opts, adapter
+
+
+def read_clip(path: str | Path, num_frames: int, size: int, channels: int) -> torch.Tensor:
+    """Decodes ``num_frames`` uniformly spread frames resized to ``size``×``size``: float (T, C, size, size) in [0, 1]
+    (grey is the mean of R, G and B)."""
+    from .readers.video import read_video
+
+    frames = torch.from_numpy(read_video(path, num_frames=num_frames, size=(size, size)))  # (T, H, W, 3) uint8
+    clip = frames.permute(0, 3, 1, 2).float().div_(255.0)
+    return clip.mean(1, keepdim=True) if channels == 1 else clip
+
+
+def _crop(clip: torch.Tensor, size: int, rng: np.random.Generator | None) -> torch.Tensor:
+    h, w = clip.shape[-2:]
+    top = int(rng.integers(0, h - size + 1)) if rng is not None else (h - size) // 2
+    left = int(rng.integers(0, w - size + 1)) if rng is not None else (w - size) // 2
+    return clip[..., top : top + size, left : left + size]
+
+
+def _validate(path: Path) -> None:
+    from .readers.video import probe_video
+
+    if probe_video(path).num_frames < 1:
+        raise ValueError("no frames")
+
+
+def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = None) -> DataBundle:
+    """Video folders per the data contract (see module docstring).
+
+    With ``eval_only`` the bundle's ``val`` is the folder's val/ (or test/) split if it has one, else every file,
+    labelled with ``class_names`` (the trained run's classes).
+    """
+    opts, adapter_args = video_options(cfg)
+    root = Path(cfg.data)
+    train_root, val_root = resolve_splits(root)
+    if eval_only:
+        train_root, val_root = (val_root, None) if val_root is not None else (train_root, None)
+    files, labels, names, skipped = scan_class_folders(train_root, VIDEO_EXTENSIONS, validate=_validate,
+                                                       on_bad_file=cfg.on_bad_file, class_names=class_names)
+    if eval_only:
+        all_files, all_labels = files, labels
+        tr_idx, va_idx = [], subset(list(range(len(files))), labels, cfg.max_val_samples, cfg.seed + 1)
+    elif val_root is not None:
+        vfiles, vlabels, _, vskipped = scan_class_folders(val_root, VIDEO_EXTENSIONS, validate=_validate,
+                                                          on_bad_file=cfg.on_bad_file, class_names=names)
+        skipped += vskipped
+        all_files, all_labels = files + vfiles, labels + vlabels
+        tr_idx, va_idx = list(range(len(files))), list(range(len(files), len(all_files)))
+    else:
+        all_files, all_labels = files, labels
+        tr_idx, va_idx = stratified_split(labels, cfg.val_split, cfg.seed)
+    if not eval_only:
+        tr_idx = subset(tr_idx, all_labels, cfg.max_train_samples, cfg.seed)
+        va_idx = subset(va_idx, all_labels, cfg.max_val_samples, cfg.seed + 1)
+    if (not tr_idx and not eval_only) or not va_idx:
+        raise DataError(f"{root}: need at least one training and one validation clip (have {len(tr_idx)}, "
+                        f"{len(va_idx)}); add files or a val/ folder")
+    size, t, c = opts["img_size"], opts["num_frames"], opts["channels"]
+    decode = int(round(size * _DECODE_MARGIN)) if opts["aug"] == "crop" else size
+
+    def load(i: int) -> torch.Tensor:
+        return read_clip(all_files[i], t, decode, c)
+
+    def train_tf(clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        return _crop(clip, size, rng)
+
+    def eval_tf(clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        return _crop(clip, size, None)
+
+    def describe(i: int) -> str:
+        return str(all_files[i])
+
+    train = SampleDataset(load, all_labels, tr_idx, train_tf, cfg.seed, describe) if tr_idx else None
+    val = SampleDataset(load, all_labels, va_idx, eval_tf, cfg.seed, describe)
+    return DataBundle(train, val, names, "video", adapter_args, (t, c, size, size),
+                      notes={"train_samples": len(tr_idx), "val_samples": len(val), "skipped_files": len(skipped),
+                             "aug": opts["aug"]},
+                      preprocessing={"img_size": size, "num_frames": t, "channels": c, "decode_size": decode})
+
+
+def load_for_predict(path: str | Path, preprocessing: dict) -> torch.Tensor:
+    """One file as validation sees it: (T, C, img_size, img_size) float in [0, 1]."""
+    size = int(preprocessing["img_size"])
+    clip = read_clip(path, int(preprocessing["num_frames"]), int(preprocessing.get("decode_size", size)),
+                     int(preprocessing["channels"]))
+    return _crop(clip, size, None)
+
+
+# --------------------------------------------------------------------------------------------- moving-fashion
+# label k: motion direction at angle k·360°/D, counter-clockwise from "right" (image rows grow downwards)
+MOVING_FASHION_DIRECTIONS = {
+    8: ["right", "up-right", "up", "up-left", "left", "down-left", "down", "down-right"],
+    4: ["right", "up", "left", "down"],
+}
+_CANVAS, _FRAMES = 64, 16
+_MF_TRAIN_SEED, _MF_VAL_SEED = 11, 2_000_003
+
+
+def moving_fashion_clip(image: np.ndarray, direction: int, directions: int, rng: np.random.Generator,
+                        num_frames: int = _FRAMES, canvas: int = _CANVAS) -> np.ndarray:
+    """One clip: ``image`` (28×28 uint8) moving on a wrapping ``canvas``² plane in direction ``direction`` of
+    ``directions``, speed 1.5–3 px/frame, uniform random start, random brightness 0.7–1.
+
+    Returns:
+        float32 (num_frames, canvas, canvas) in [0, 1].
+    """
+    angle = 2 * np.pi * direction / directions
+    speed = rng.uniform(1.5, 3.0)
+    vel = np.array([-np.sin(angle), np.cos(angle)]) * speed  # (row, col) per frame; "up" is -row
+    start = rng.uniform(0, canvas, size=2)
+    base = np.zeros((canvas, canvas), np.float32)
+    h, w = image.shape
+    base[:h, :w] = image.astype(np.float32) / 255.0 * rng.uniform(0.7, 1.0)
+    frames = np.empty((num_frames, canvas, canvas), np.float32)
+    for t in range(num_frames):
+        r, c = np.round(start + t * vel).astype(int) % canvas
+        frames[t] = np.roll(base, (r, c), axis=(0, 1))
+    return frames
+
+
+def _fashion_images(split: str) -> np.ndarray:
+    from .readers.idx import read_idx
+
+    return read_idx(FASHION_MNIST_DIR / f"{split}-images-idx3-ubyte.gz")
+
+
+def _build_moving_fashion(cfg) -> DataBundle:
+    opts, adapter_args = video_options(cfg, builtin=True)
+    d, t, c, size = opts["directions"], opts["num_frames"], opts["channels"], opts["img_size"]
+    images = {"train": _fashion_images("train"), "val": _fashion_images("t10k")}
+    labels_tr = [i % d for i in range(opts["train_clips"])]
+    labels_va = [i % d for i in range(opts["val_clips"])]
+    tr_idx = subset(list(range(len(labels_tr))), labels_tr, cfg.max_train_samples, cfg.seed)
+    va_idx = subset(list(range(len(labels_va))), labels_va, cfg.max_val_samples, cfg.seed + 1)
+
+    def make(split: str):
+        pool = images[split]
+
+        def tf(i: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+            idx = int(i)
+            img = pool[int(rng.integers(len(pool)))]
+            clip = torch.from_numpy(moving_fashion_clip(img, idx % d, d, rng, num_frames=t))[:, None]
+            if size != _CANVAS:
+                clip = F.interpolate(clip, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            return clip.expand(-1, c, -1, -1).contiguous() if c != 1 else clip
+
+        return tf
+
+    def load(i: int) -> torch.Tensor:
+        return torch.tensor(i)
+
+    def describe(i: int) -> str:
+        return f"moving-fashion clip {i}"
+
+    train = SampleDataset(load, labels_tr, tr_idx, make("train"), _MF_TRAIN_SEED * 1_000_003 + cfg.seed, describe)
+    val = SampleDataset(load, labels_va, va_idx, make("val"), _MF_VAL_SEED, describe)
+    return DataBundle(train, val, list(MOVING_FASHION_DIRECTIONS[d]), "video", adapter_args, (t, c, size, size),
+                      notes={"train_samples": len(train), "val_samples": len(val), "source": "moving-fashion"},
+                      preprocessing={"img_size": size, "num_frames": t, "channels": c, "decode_size": size})
+
+
+register(BuiltinSet(
+    "moving-fashion", "video", "classify",
+    "Moving Fashion-MNIST: a Fashion-MNIST object moving over 16 frames of 64x64; label = motion direction (8); a "
+    "single frame cannot tell it",
+    "4000 + 1000 clips, generated", "MIT (Fashion-MNIST)",
+    "apt-get install dataset-fashion-mnist", lambda: (FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
+    _build_moving_fashion,
+))

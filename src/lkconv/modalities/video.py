@@ -1,0 +1,115 @@
+"""Video clips: T frames turned into one C×H×W map for the 2-D backbone.
+
+Raw batch: (B, T, C, H, W), float in [0, 1] or uint8 (converted to float / 255). The adapter normalises per colour
+channel (ImageNet statistics for RGB, 0.5/0.5 otherwise) and arranges the frames in one of three layouts:
+
+``reference``
+    UniRepLKNet's video recipe: ``(B, C, T, H, W).reshape(B, C, H·s, W·s)`` with ``s = √T`` — a raw memory-order
+    reshape, *not* a tiling. Output row ``r`` holds ``s`` consecutive source rows of frame ``r // (H / s)``, so
+    frame ``t`` occupies output rows ``[t·H/s, (t+1)·H/s)``, its rows laid side by side in ``s`` segments of
+    width ``W``. Needs a square T and H divisible by √T.
+``grid``
+    A true tiling: frames in row-major order on a ``rows × cols`` grid (``cols = ⌈√T⌉``, ``rows = ⌈T / cols⌉``),
+    empty cells zero. Frame ``t`` occupies rows ``[(t // cols)·H, …+H)`` and columns ``[(t % cols)·W, …+W)``.
+``channels``
+    Frames stacked as channels: (B, T·C, H, W), frame-major (channel ``t·C + c`` is colour ``c`` of frame ``t``).
+
+Train-time augmentation (a crop shared by all frames) lives in the data layer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .base import ModalityAdapter, register_adapter
+from .image import IMAGENET_MEAN, IMAGENET_STD
+
+__all__ = ["VideoAdapter", "VIDEO_LAYOUTS", "video_to_map", "grid_shape"]
+
+VIDEO_LAYOUTS = ("reference", "grid", "channels")
+
+
+def grid_shape(num_frames: int) -> tuple[int, int]:
+    """``(rows, cols)`` of the ``grid`` layout: ``cols = ⌈√T⌉``, ``rows = ⌈T / cols⌉``."""
+    cols = math.isqrt(num_frames)
+    if cols * cols < num_frames:
+        cols += 1
+    return -(-num_frames // cols), cols
+
+
+def video_to_map(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """Arranges a (B, T, C, H, W) clip batch as one map per clip (see the module docstring for the layouts).
+
+    Raises:
+        ValueError: for an unknown layout, a non-5-D input, or a shape the ``reference`` layout cannot reshape.
+    """
+    if x.dim() != 5:
+        raise ValueError(f"video clips must be (B, T, C, H, W), got shape {tuple(x.shape)}")
+    b, t, c, h, w = x.shape
+    if layout == "reference":
+        s = math.isqrt(t)
+        if s * s != t or h % s:
+            raise ValueError(f"layout 'reference' needs a square number of frames and a frame height divisible by "
+                             f"√T; got T={t}, H={h}. Use layout 'grid' or 'channels', or num_frames 4, 9, 16, …")
+        return x.transpose(1, 2).reshape(b, c, h * s, w * s)
+    if layout == "grid":
+        rows, cols = grid_shape(t)
+        if rows * cols != t:
+            x = torch.cat([x, x.new_zeros(b, rows * cols - t, c, h, w)], dim=1)
+        # (B, rows, cols, C, H, W) -> (B, C, rows, H, cols, W)
+        return x.reshape(b, rows, cols, c, h, w).permute(0, 3, 1, 4, 2, 5).reshape(b, c, rows * h, cols * w)
+    if layout == "channels":
+        return x.reshape(b, t * c, h, w)
+    raise ValueError(f"video layout {layout!r} is not accepted; choose one of {', '.join(VIDEO_LAYOUTS)}")
+
+
+@register_adapter
+class VideoAdapter(ModalityAdapter):
+    """(B, T, C, H, W) clips → normalised (B, C', H', W') maps.
+
+    Args:
+        num_frames: Frames per clip (T).
+        in_chans: Colour channels per frame (C: 3 for RGB, 1 for grey).
+        layout: ``reference``, ``grid`` or ``channels`` (see the module docstring).
+        mean: Per-colour-channel mean (default: ImageNet's for 3 channels, 0.5 otherwise).
+        std: Per-colour-channel std (default: ImageNet's for 3 channels, 0.5 otherwise).
+    """
+
+    name = "video"
+
+    def __init__(self, num_frames: int = 16, in_chans: int = 3, layout: str = "reference",
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
+        super().__init__()
+        if layout not in VIDEO_LAYOUTS:
+            raise ValueError(f"video layout {layout!r} is not accepted; choose one of {', '.join(VIDEO_LAYOUTS)}")
+        if num_frames < 1 or in_chans < 1:
+            raise ValueError(f"num_frames and in_chans must be >= 1, got {num_frames}, {in_chans}")
+        if layout == "reference" and math.isqrt(num_frames) ** 2 != num_frames:
+            raise ValueError(f"layout 'reference' needs a square num_frames (4, 9, 16, …), got {num_frames}")
+        mean = list(mean) if mean is not None else list(IMAGENET_MEAN if in_chans == 3 else [0.5] * in_chans)
+        std = list(std) if std is not None else list(IMAGENET_STD if in_chans == 3 else [0.5] * in_chans)
+        if len(mean) != in_chans or len(std) != in_chans or min(std) <= 0:
+            raise ValueError(f"mean/std need {in_chans} entries (std > 0), got mean={mean}, std={std}")
+        self.num_frames, self.in_chans, self.layout = num_frames, in_chans, layout
+        self.out_chans = num_frames * in_chans if layout == "channels" else in_chans
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, -1, 1, 1), persistent=False)
+
+    def config(self) -> dict[str, Any]:
+        return {"num_frames": self.num_frames, "in_chans": self.in_chans, "layout": self.layout,
+                "mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 5 or x.shape[1] != self.num_frames or x.shape[2] != self.in_chans:
+            raise ValueError(f"video adapter expects (B, {self.num_frames}, {self.in_chans}, H, W) clips, "
+                             f"got {tuple(x.shape)}")
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        elif not x.is_floating_point():
+            raise ValueError(f"video adapter expects float in [0, 1] or uint8 clips, got dtype {x.dtype}")
+        x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        return video_to_map(x, self.layout)
