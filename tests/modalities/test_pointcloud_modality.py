@@ -13,6 +13,7 @@ from lkconv.engine.config import TrainConfig
 from lkconv.modalities.base import build_adapter
 from lkconv.modalities.pointcloud import PointCloudAdapter, depth_images, project_to_pixels, view_rotations
 
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     """One intra-op thread: on a shared, oversubscribed CPU two threads spend most of their time waiting for each
@@ -170,7 +171,7 @@ def test_folder_dataset_reads_every_file_type(tmp_path):
     assert len(bundle.train) == len(bundle.val) == 7 and bundle.raw_shape == (128, 3)
     for ds in (bundle.train, bundle.val):
         for k in range(len(ds)):
-            x, y = ds[k]
+            x, _ = ds[k]
             assert x.shape == (128, 3) and x.dtype == torch.float32 and torch.isfinite(x).all()
     # validation is deterministic and unposed; training re-samples each epoch
     torch.testing.assert_close(bundle.val[0][0], bundle.val[0][0])

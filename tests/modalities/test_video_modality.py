@@ -225,7 +225,7 @@ def test_train_end_to_end_beats_chance(tmp_path):
                     stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
                     for t in range(8):
                         image = np.zeros((32, 32, 3), np.uint8)
-                        col = int(round(x0 + sign * speed * (t - 3.5)))
+                        col = round(x0 + sign * speed * (t - 3.5))
                         image[row : row + side, max(col, 0) : max(col + side, 0)] = 220
                         for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                             container.mux(packet)

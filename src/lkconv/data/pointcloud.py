@@ -40,8 +40,16 @@ from .builtin import BuiltinSet, data_home, register
 from .datasets import DataBundle, DataError, SampleDataset, resolve_splits, scan_class_folders, stratified_split, subset
 from .readers.pointcloud import Geometry, normalize_unit_sphere, random_pose, read_pointcloud, sample_surface
 
-__all__ = ["POINT_EXTENSIONS", "build_data", "load_for_predict", "point_options", "geometry_to_points",
-           "prepare_cgal_shapes", "CGAL_SHAPES", "cgal_shapes_file"]
+__all__ = [
+    "CGAL_SHAPES",
+    "POINT_EXTENSIONS",
+    "build_data",
+    "cgal_shapes_file",
+    "geometry_to_points",
+    "load_for_predict",
+    "point_options",
+    "prepare_cgal_shapes",
+]
 
 log = logging.getLogger("lkconv.data")
 
@@ -281,7 +289,9 @@ def _cgal_source(tmp: Path, *, download: bool) -> Path:
         proc = subprocess.run(["apt-get", "download", "libcgal-demo"], cwd=tmp, capture_output=True, check=False)
         debs = sorted(tmp.glob("libcgal-demo_*.deb"))
         if proc.returncode or not debs:
-            raise DataError(f"apt-get download libcgal-demo failed: {proc.stderr.decode(errors='replace')[-300:]}")
+            err = proc.stderr.decode(errors="replace")[-300:]
+            raise DataError(f"apt-get download libcgal-demo failed (run `apt-get update` first, or set "
+                            f"LKCONV_CGAL_SOURCE to a libcgal-demo .deb): {err}")
         tarball = _extract_deb(debs[0], tmp)
     else:
         raise DataError("cgal-shapes is not prepared; run `lkconv data prepare cgal-shapes` (it runs apt-get "
@@ -292,7 +302,7 @@ def _cgal_source(tmp: Path, *, download: bool) -> Path:
         if not members:
             raise DataError(f"{tarball} has no data/meshes/*.off")
         safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        tar.extractall(tmp, members=members, **safe)  # noqa: S202 - members are filtered to plain .off files
+        tar.extractall(tmp, members=members, **safe)
     return tmp / "data"
 
 

@@ -30,8 +30,15 @@ from ..modalities.video import VIDEO_LAYOUTS, VideoAdapter
 from .builtin import FASHION_MNIST_DIR, BuiltinSet, register
 from .datasets import DataBundle, DataError, SampleDataset, resolve_splits, scan_class_folders, stratified_split, subset
 
-__all__ = ["VIDEO_EXTENSIONS", "build_data", "load_for_predict", "video_options", "moving_fashion_clip",
-           "MOVING_FASHION_DIRECTIONS", "read_clip"]
+__all__ = [
+    "MOVING_FASHION_DIRECTIONS",
+    "VIDEO_EXTENSIONS",
+    "build_data",
+    "load_for_predict",
+    "moving_fashion_clip",
+    "read_clip",
+    "video_options",
+]
 
 VIDEO_EXTENSIONS = ("mp4", "avi", "mkv", "webm", "mov")
 _ADAPTER_KEYS = ("layout",)
@@ -141,7 +148,7 @@ def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = 
         raise DataError(f"{root}: need at least one training and one validation clip (have {len(tr_idx)}, "
                         f"{len(va_idx)}); add files or a val/ folder")
     size, t, c = opts["img_size"], opts["num_frames"], opts["channels"]
-    decode = int(round(size * _DECODE_MARGIN)) if opts["aug"] == "crop" else size
+    decode = round(size * _DECODE_MARGIN) if opts["aug"] == "crop" else size
 
     def load(i: int) -> torch.Tensor:
         return read_clip(all_files[i], t, decode, c)

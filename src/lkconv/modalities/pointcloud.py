@@ -39,8 +39,16 @@ from torch import nn
 from .base import ModalityAdapter, register_adapter
 from .image import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["PointCloudAdapter", "view_rotations", "project_to_pixels", "depth_images", "knn_indices",
-           "POINT_PROJECTIONS", "POINT_LAYOUTS", "REFERENCE_TRANSLATION"]
+__all__ = [
+    "POINT_LAYOUTS",
+    "POINT_PROJECTIONS",
+    "REFERENCE_TRANSLATION",
+    "PointCloudAdapter",
+    "depth_images",
+    "knn_indices",
+    "project_to_pixels",
+    "view_rotations",
+]
 
 POINT_PROJECTIONS = ("learned", "depth")
 POINT_LAYOUTS = ("channels", "tile", "batch")

@@ -28,7 +28,7 @@ import torch
 from .base import ModalityAdapter, register_adapter
 from .image import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["VideoAdapter", "VIDEO_LAYOUTS", "video_to_map", "grid_shape"]
+__all__ = ["VIDEO_LAYOUTS", "VideoAdapter", "grid_shape", "video_to_map"]
 
 VIDEO_LAYOUTS = ("reference", "grid", "channels")
 
