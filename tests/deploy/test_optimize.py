@@ -7,7 +7,7 @@ import torch
 
 import lkconv
 from lkconv.deploy import optimize_for_inference
-from lkconv.deploy.optimize import FastUniRepLKNetBlock
+from lkconv.deploy.optimize import FastUniRepLKNetBlock, _auto_micro_batch
 from lkconv.ops.dwconv import PlannedDepthwiseConv2d
 
 
@@ -38,6 +38,25 @@ def test_fp32_equals_original(variant, randomize):
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     with torch.no_grad():
         assert _rel(fast(x[:1]), model(x[:1])) < 1e-4
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_micro_batches_equal_whole_batches(dtype, randomize):
+    model = lkconv.create_model("unireplknet_a", num_classes=10).eval()
+    randomize(model)
+    x = torch.randn(5, 3, 64, 64)
+    whole = optimize_for_inference(model, x, dtype=dtype, micro_batch=None)
+    sliced = optimize_for_inference(model, x, dtype=dtype, micro_batch=2)  # slices of 2, 2 and 1
+    assert whole.micro_batch is None and sliced.micro_batch == 2
+    # the same arithmetic per sample; oneDNN may block a GEMM differently for another row count
+    assert _rel(sliced(x), whole(x)) < (1e-5 if dtype == torch.float32 else 2e-2)
+    with torch.no_grad():
+        assert _rel(sliced(x), model(x)) < (1e-4 if dtype == torch.float32 else 5e-2)
+    # A at 224: the first stage's FFN holds 4 x 40 x 56 x 56 elements per sample -> 8 samples per 4M elements
+    assert _auto_micro_batch(model, torch.randn(16, 3, 224, 224)) == 8
+    assert _auto_micro_batch(model, torch.randn(16, 3, 64, 64)) == 102  # 4M // (4 x 40 x 16 x 16)
+    with pytest.raises(ValueError, match="micro_batch"):
+        optimize_for_inference(model, x, micro_batch=0)
 
 
 def test_works_on_a_run_model_and_other_families(randomize):

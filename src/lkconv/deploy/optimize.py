@@ -22,9 +22,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers.dilated_reparam import DilatedReparamBlock
+from ..models._base import StagedConvNet
 from ..models._reparam import reparameterize_model
 from ..models.unireplknet import UniRepLKNetBlock
 from ..ops.dwconv import PlannedDepthwiseConv2d
+from ..layers.norm import LayerNorm2d
+from ..ops.fused import conv1x1_add, conv1x1_gelu, gelu_grn, layer_norm_channels
 
 __all__ = ["optimize_for_inference", "OptimizedModel", "FastUniRepLKNetBlock"]
 
@@ -60,30 +63,96 @@ class FastUniRepLKNetBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.se(self.dwconv(x))
-        y = F.gelu(self.pw1(y))
-        gx = torch.linalg.vector_norm(y, ord=2, dim=(2, 3), keepdim=True)
-        nx = gx / (gx.mean(dim=1, keepdim=True) + 1e-6)
-        y = torch.addcmul(y, y, self.grn_gamma * nx)  # (γ·N(x) + 1)·x
-        return x + self.pw2(y)
+        y, gelu_done = conv1x1_gelu(y, self.pw1.weight, self.pw1.bias)  # GELU in oneDNN's epilogue when it can
+        y = gelu_grn(y, self.grn_gamma, gelu_done=gelu_done)  # (γ·N(x) + 1)·GELU(x): C kernels when available
+        return conv1x1_add(y, self.pw2.weight, self.pw2.bias, x)  # x + pw2(y), the addition in the epilogue
+
+
+class FastLayerNorm2d(nn.Module):
+    """A channels-first LayerNorm (optionally with the GELU that follows it) in one pass over a channels_last map."""
+
+    def __init__(self, norm: LayerNorm2d, gelu: bool) -> None:
+        super().__init__()
+        self.weight, self.bias, self.eps, self.gelu = norm.weight, norm.bias, norm.eps, gelu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return layer_norm_channels(x, self.weight, self.bias, self.eps, gelu=self.gelu)
+
+
+def _fuse_norms(module: nn.Module) -> None:
+    """LayerNorm2d (→ GELU) pairs become FastLayerNorm2d, also inside Sequentials (the stem and downsampling)."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.Sequential):
+            layers = list(child)
+            for i, layer in enumerate(layers):
+                if isinstance(layer, LayerNorm2d):
+                    gelu = i + 1 < len(layers) and type(layers[i + 1]) is nn.GELU and layers[i + 1].approximate == "none"
+                    child[i] = FastLayerNorm2d(layer, gelu)
+                    if gelu:
+                        child[i + 1] = nn.Identity()
+            _fuse_norms(child)
+        elif isinstance(child, LayerNorm2d):
+            setattr(module, name, FastLayerNorm2d(child, False))
+        else:
+            _fuse_norms(child)
+
+
+#: Stages run per micro-batch (the stem and the first two stages, where the maps are large).
+MICRO_BATCH_STAGES = 2
+#: Micro-batch size target: the widest activation of those stages (the FFN's, 4x the stage width) stays near this
+#: many elements (16 MB in fp32), so it is reused from the allocator's heap and stays in the L3 cache instead of
+#: being a fresh, page-faulting mapping of 32-64 MB on every call.
+MICRO_BATCH_ELEMENTS = 4 * 2**20
 
 
 class OptimizedModel(nn.Module):
-    """Wraps the optimized network: takes the same input as the original (any layout, fp32) and returns fp32."""
+    """Wraps the optimized network: takes the same input as the original (any layout, fp32) and returns fp32.
 
-    def __init__(self, net: nn.Module, dtype: torch.dtype, channels_last: bool) -> None:
+    With ``micro_batch`` set (a staged ConvNet only), the stem and the first :data:`MICRO_BATCH_STAGES` stages run
+    on slices of at most ``micro_batch`` samples and the rest on the whole batch. In eval mode every layer is per
+    sample (BatchNorms are folded, LayerNorm is per pixel, GRN and SE are per sample), so the result is the same.
+    """
+
+    def __init__(self, net: nn.Module, dtype: torch.dtype, channels_last: bool, micro_batch: int | None = None) -> None:
         super().__init__()
         self.net = net
         self.dtype = dtype
         self.channels_last = channels_last
+        self.micro_batch = micro_batch
         self._compiled: nn.Module | None = None
+
+    def _staged_forward(self, x: torch.Tensor) -> torch.Tensor:
+        net, split = self.net, min(MICRO_BATCH_STAGES, len(self.net.stages))
+        parts = []
+        for part in x.split(self.micro_batch):
+            for i in range(split):
+                part = net.stages[i](net.downsample_layers[i](part))
+            parts.append(part)
+        x = torch.cat(parts)
+        for i in range(split, len(net.stages)):
+            x = net.stages[i](net.downsample_layers[i](x))
+        return net.forward_head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         x = x.to(self.dtype)
         with torch.inference_mode():
-            out = (self._compiled or self.net)(x)
+            if self._compiled is None and self.micro_batch and x.shape[0] > self.micro_batch:
+                out = self._staged_forward(x)
+            else:
+                out = (self._compiled or self.net)(x)
         return out.float() if out.is_floating_point() else out
+
+
+def _auto_micro_batch(net: nn.Module, example: torch.Tensor) -> int | None:
+    """The micro-batch size that keeps the early stages' widest activation near MICRO_BATCH_ELEMENTS, or None."""
+    if not isinstance(net, StagedConvNet) or example.dim() != 4:
+        return None
+    with torch.inference_mode():
+        stem = net.downsample_layers[0](example[:1].contiguous(memory_format=torch.channels_last))
+    per_sample = 4 * stem.numel()  # the first stage's FFN is 4x its width
+    return max(1, MICRO_BATCH_ELEMENTS // per_sample)
 
 
 def _swap_blocks(module: nn.Module) -> None:
@@ -108,7 +177,7 @@ def _plan_depthwise(module: nn.Module) -> int:
 @torch.no_grad()
 def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, *, dtype: torch.dtype = torch.float32,
                            compile: bool = False, channels_last: bool = True,
-                           plan_depthwise: bool = True) -> OptimizedModel:
+                           plan_depthwise: bool = True, micro_batch: int | str | None = "auto") -> OptimizedModel:
     """Returns a fused, layout-consistent, planned copy of ``model`` whose outputs equal the original's.
 
     Args:
@@ -118,12 +187,17 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, *, dty
         compile: Also ``torch.compile`` the network (``dynamic=False``: one compile per input shape).
         channels_last: Keep activations channels_last end to end (the default, and the fast path here).
         plan_depthwise: Swap depthwise convolutions for planned ones.
+        micro_batch: Run the stem and the first two stages on slices of this many samples (see
+            :class:`OptimizedModel`); ``"auto"`` sizes them from ``example_input``, None runs whole batches.
     """
+    if not (micro_batch is None or micro_batch == "auto" or (isinstance(micro_batch, int) and micro_batch > 0)):
+        raise ValueError(f"micro_batch must be a positive int, 'auto' or None, got {micro_batch!r}")
     if dtype not in (torch.float32, torch.bfloat16):
         raise ValueError(f"dtype must be torch.float32 or torch.bfloat16, got {dtype}")
     net = copy.deepcopy(model).eval()
     reparameterize_model(net)
     _swap_blocks(net)
+    _fuse_norms(net)
     if plan_depthwise:
         _plan_depthwise(net)
     net = net.to(dtype=dtype)
@@ -131,7 +205,9 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, *, dty
         net = net.to(memory_format=torch.channels_last)
     for p in net.parameters():
         p.requires_grad_(False)
-    wrapped = OptimizedModel(net, dtype, channels_last)
+    if micro_batch == "auto":
+        micro_batch = _auto_micro_batch(net, example_input.to(dtype))
+    wrapped = OptimizedModel(net, dtype, channels_last, micro_batch if isinstance(net, StagedConvNet) else None)
     wrapped.eval()
     wrapped(example_input)  # measures the depthwise plans for these shapes (or reads them from the cache)
     if compile:

@@ -22,7 +22,11 @@ import threading
 import warnings
 from pathlib import Path
 
-from lkconv.ops._dwconv_ext._source import C_SOURCE
+from lkconv.ops._dwconv_ext._source import C_SOURCE as _DW_SOURCE
+from lkconv.ops._dwconv_ext._source_pointwise import C_SOURCE_POINTWISE
+
+#: One shared object holds every kernel: the depthwise convolution and the fused FFN element-wise kernels.
+C_SOURCE = _DW_SOURCE + C_SOURCE_POINTWISE
 
 __all__ = ["KERNEL_VERSION", "load", "source_hash", "threads_supported"]
 
@@ -81,6 +85,12 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.lk_dwconv2d.restype = i32
     lib.lk_dwconv2d_raw.argtypes = [vp, vp, vp, vp] + [i64] * 6 + [i32] * 4 + [i64] * 2 + [i32] * 6
     lib.lk_dwconv2d_raw.restype = i32
+    lib.lk_gelu_sumsq.argtypes = [vp, i64, i64, i64, i32, i32, vp, i32]
+    lib.lk_gelu_sumsq.restype = i32
+    lib.lk_scale_channels.argtypes = [vp, vp, i64, i64, i64, i32, i32]
+    lib.lk_scale_channels.restype = None
+    lib.lk_layernorm_rows.argtypes = [vp, vp, vp, vp, i64, i64, ctypes.c_float, i32, i32, i32]
+    lib.lk_layernorm_rows.restype = i32
 
 
 def _build(cc: str, out_dir: Path) -> tuple[Path, bool]:

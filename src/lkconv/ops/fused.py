@@ -1,0 +1,135 @@
+"""Fused element-wise operations on channels_last tensors, run by lkconv's C kernels when they are available.
+
+* ``gelu_grn``: GELU followed by GRN in two passes;
+* ``layer_norm_channels``: LayerNorm over the channels of every pixel (the channels-first LayerNorm), optionally
+  followed by GELU, in one pass.
+
+Each has a plain torch path (any layout, differentiable) that it falls back to, and the tests check both agree.
+
+``gelu_grn(y, gamma, beta)`` computes, for y of shape (B, C, H, W),
+
+    g = GELU(y)  (exact, erf);   N = ‖g‖₂ over (H, W) / (mean over C of ‖g‖₂ + 1e-6);   out = (γ·N + 1)·g + β
+
+which is UniRepLKNet's ``act`` (GELU then GRN) in the NCHW logical layout. Inference only: with the C kernels, a
+channels_last fp32/bf16 input that needs no gradient is overwritten in place (one read+write for GELU and the
+statistic, one for the scaling); otherwise the same formula runs in torch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import _dwconv_ext
+
+__all__ = [
+    "conv1x1_add",
+    "conv1x1_gelu",
+    "gelu_grn",
+    "gelu_grn_reference",
+    "layer_norm_channels",
+    "layer_norm_channels_reference",
+]
+
+
+def gelu_grn_reference(y: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor | None = None) -> torch.Tensor:
+    """The plain torch computation (any layout, differentiable)."""
+    g = F.gelu(y)
+    gx = torch.linalg.vector_norm(g, ord=2, dim=(2, 3), keepdim=True)
+    nx = gx / (gx.mean(dim=1, keepdim=True) + 1e-6)
+    out = torch.addcmul(g, g, gamma.reshape(1, -1, 1, 1) * nx)
+    return out + beta.reshape(1, -1, 1, 1) if beta is not None else out
+
+
+_LN_KERNEL_MAX_CHANNELS = 128
+
+
+def _kernel_applies(y: torch.Tensor) -> bool:
+    return (y.dim() == 4 and y.device.type == "cpu" and y.dtype in (torch.float32, torch.bfloat16)
+            and not (y.requires_grad and torch.is_grad_enabled())
+            and y.is_contiguous(memory_format=torch.channels_last) and y.numel() > 0
+            and not torch.compiler.is_compiling())
+
+
+def gelu_grn(y: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor | None = None, *,
+             gelu_done: bool = False) -> torch.Tensor:
+    """GELU then GRN (see above). May overwrite ``y``: pass a tensor you no longer need.
+
+    ``gelu_done=True``: ``y`` already holds GELU's output (e.g. from :func:`conv1x1_gelu`); only GRN is applied.
+    """
+    lib = _dwconv_ext.load() if _kernel_applies(y) else None
+    if lib is None:
+        if gelu_done:
+            gx = torch.linalg.vector_norm(y, ord=2, dim=(2, 3), keepdim=True)
+            out = torch.addcmul(y, y, gamma.reshape(1, -1, 1, 1) * (gx / (gx.mean(dim=1, keepdim=True) + 1e-6)))
+            return out + beta.reshape(1, -1, 1, 1) if beta is not None else out
+        return gelu_grn_reference(y, gamma, beta)
+    b, c, h, w = y.shape
+    bf = int(y.dtype == torch.bfloat16)
+    threads = torch.get_num_threads()
+    sumsq = torch.empty(b, c, dtype=torch.float32)
+    if lib.lk_gelu_sumsq(y.data_ptr(), b, h * w, c, bf, int(not gelu_done), sumsq.data_ptr(), threads):
+        raise MemoryError("lk_gelu_sumsq: out of memory for the per-thread partial sums")
+    gx = sumsq.sqrt_()
+    nx = gx / (gx.mean(dim=1, keepdim=True) + 1e-6)
+    scale = torch.addcmul(torch.ones(()), gamma.reshape(1, c).float(), nx).contiguous()
+    lib.lk_scale_channels(y.data_ptr(), scale.data_ptr(), b, h * w, c, bf, threads)
+    return y + beta.reshape(1, -1, 1, 1).to(y.dtype) if beta is not None else y
+
+
+def _onednn_pointwise():
+    """oneDNN's fused convolution op (the one inductor uses on CPU), or None where this torch build lacks it."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    return getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
+
+
+def _onednn_applies(x: torch.Tensor) -> bool:
+    return (x.dim() == 4 and x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16)
+            and not (x.requires_grad and torch.is_grad_enabled()) and not torch.compiler.is_compiling()
+            and x.is_contiguous(memory_format=torch.channels_last))
+
+
+def conv1x1_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, bool]:
+    """``GELU(conv1x1(x))`` with the GELU in oneDNN's epilogue when possible.
+
+    Returns (output, gelu_applied): where the fused op is unavailable, the plain convolution's output with
+    ``gelu_applied=False`` (the caller applies GELU, e.g. fused into :func:`gelu_grn`).
+    """
+    op = _onednn_pointwise() if _onednn_applies(x) else None
+    if op is None:
+        return F.conv2d(x, weight, bias), False
+    return op(x, weight, bias, [0, 0], [1, 1], [1, 1], 1, "gelu", [], "none"), True
+
+
+def conv1x1_add(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, residual: torch.Tensor) -> torch.Tensor:
+    """``residual + conv1x1(x)`` with the addition in oneDNN's epilogue when possible."""
+    op = _onednn_pointwise() if _onednn_applies(x) and residual.dtype == x.dtype else None
+    if op is None or not residual.is_contiguous(memory_format=torch.channels_last):
+        return residual + F.conv2d(x, weight, bias)
+    return op.binary(x, residual, weight, bias, [0, 0], [1, 1], [1, 1], 1, "add", None, None, [], None)
+
+
+def layer_norm_channels_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
+                                  gelu: bool = False) -> torch.Tensor:
+    """LayerNorm over dim 1 of an (B, C, H, W) tensor (then GELU), in torch."""
+    y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), weight, bias, eps).permute(0, 3, 1, 2)
+    return F.gelu(y) if gelu else y
+
+
+def layer_norm_channels(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
+                        gelu: bool = False) -> torch.Tensor:
+    """LayerNorm over the channels of each pixel of ``x`` (B, C, H, W), then GELU if ``gelu``; a new tensor."""
+    # The kernel normalises 16 pixels at a time with one vector lane each: it beats F.layer_norm on the few channels
+    # of the stem and the early downsampling layers (up to ~2x at 20-80 channels), not on wide maps.
+    fits = _kernel_applies(x) and weight is not None and bias is not None and x.shape[1] <= _LN_KERNEL_MAX_CHANNELS
+    lib = _dwconv_ext.load() if fits else None
+    if lib is None:
+        return layer_norm_channels_reference(x, weight, bias, eps, gelu)
+    b, c, h, w = x.shape
+    y = torch.empty_like(x, memory_format=torch.channels_last)
+    wf, bf32 = weight.float().contiguous(), bias.float().contiguous()
+    if lib.lk_layernorm_rows(x.data_ptr(), y.data_ptr(), wf.data_ptr(), bf32.data_ptr(), b * h * w, c, float(eps),
+                             int(x.dtype == torch.bfloat16), int(gelu), torch.get_num_threads()):
+        raise MemoryError("lk_layernorm_rows: out of memory for the row buffers")
+    return y

@@ -1,0 +1,104 @@
+"""The fused element-wise kernels equal the plain torch computation."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lkconv.ops import _dwconv_ext
+from lkconv.ops.fused import (
+    conv1x1_add,
+    conv1x1_gelu,
+    gelu_grn,
+    gelu_grn_reference,
+    layer_norm_channels,
+    layer_norm_channels_reference,
+)
+
+needs_ext = pytest.mark.skipif(_dwconv_ext.load() is None, reason="C kernels unavailable (no compiler)")
+
+# fp32: a different summation order and erf approximation (|error| <= 1.5e-7): 1e-5 of the output scale.
+# bf16: the output is rounded to bf16 (8 significant bits) once, torch rounds after each op: 1e-2 of the scale.
+TOL = {torch.float32: 1e-5, torch.bfloat16: 1e-2}
+
+
+def _cl(t):
+    return t.contiguous(memory_format=torch.channels_last)
+
+
+def _rel(a, b):
+    return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(2, 40, 9, 7), (3, 17, 5, 5), (1, 64, 1, 1), (5, 160, 4, 4)])
+def test_gelu_grn_matches_torch(dtype, shape):
+    g = torch.Generator().manual_seed(0)
+    y = _cl(torch.randn(shape, generator=g) * 3).to(dtype)
+    gamma, beta = torch.randn(shape[1], generator=g), torch.randn(shape[1], generator=g)
+    ref = gelu_grn_reference(y.float(), gamma, beta)
+    out = gelu_grn(y.clone(), gamma.to(dtype), beta.to(dtype))
+    assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last)
+    assert _rel(out, ref) < TOL[dtype]
+    # GELU already applied (by the convolution): GRN only
+    pre = _cl(F.gelu(y.float())).to(dtype)
+    assert _rel(gelu_grn(pre, gamma.to(dtype), gelu_done=True), gelu_grn_reference(y.float(), gamma)) < TOL[dtype]
+
+
+@needs_ext
+def test_gelu_grn_overwrites_and_handles_tails_and_denormals():
+    y = _cl(torch.randn(2, 19, 6, 6))
+    y[0, :, 0, 0] = -30.0  # GELU(-30) underflows; its square is far below the denormal range
+    y[1, :, 1, 1] = 1e-39  # a denormal input
+    gamma = torch.randn(19)
+    ref = gelu_grn_reference(y.clone(), gamma)
+    out = gelu_grn(y, gamma)
+    assert out.data_ptr() == y.data_ptr()  # in place
+    assert torch.isfinite(out).all()
+    assert _rel(out, ref) < 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("gelu", [False, True])
+@pytest.mark.parametrize("shape", [(2, 20, 11, 13), (1, 3, 4, 4), (2, 80, 5, 3), (1, 200, 2, 2)])
+def test_layer_norm_channels_matches_torch(dtype, gelu, shape):
+    g = torch.Generator().manual_seed(1)
+    x = _cl(torch.randn(shape, generator=g) * 2 + 1).to(dtype)
+    w, b = torch.randn(shape[1], generator=g), torch.randn(shape[1], generator=g)
+    ref = layer_norm_channels_reference(x.float(), w, b, 1e-6, gelu)
+    out = layer_norm_channels(x, w.to(dtype), b.to(dtype), 1e-6, gelu)
+    assert out.shape == x.shape and out.dtype == dtype
+    assert _rel(out, ref) < TOL[dtype]
+
+
+def test_fallbacks_without_channels_last_or_with_grad():
+    y = torch.randn(2, 8, 5, 5)  # NCHW: the torch path
+    gamma = torch.randn(8)
+    torch.testing.assert_close(gelu_grn(y.clone(), gamma), gelu_grn_reference(y, gamma))
+    yg = _cl(torch.randn(2, 8, 5, 5)).requires_grad_()
+    out = gelu_grn(yg, gamma)
+    out.sum().backward()  # differentiable: the kernels are not used
+    assert yg.grad is not None and torch.isfinite(yg.grad).all()
+
+
+def test_kernels_disabled(monkeypatch):
+    monkeypatch.setenv("LKCONV_NO_EXT", "1")
+    x = _cl(torch.randn(2, 24, 5, 5))
+    w, b = torch.randn(24), torch.randn(24)
+    torch.testing.assert_close(layer_norm_channels(x, w, b, 1e-6, True), layer_norm_channels_reference(x, w, b, 1e-6, True))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_onednn_fused_convolutions_match_torch(dtype):
+    g = torch.Generator().manual_seed(2)
+    x = _cl(torch.randn(2, 24, 7, 5, generator=g)).to(dtype)
+    w1, b1 = torch.randn(96, 24, 1, 1, generator=g).to(dtype) * 0.2, torch.randn(96, generator=g).to(dtype)
+    w2, b2 = torch.randn(24, 96, 1, 1, generator=g).to(dtype) * 0.1, torch.randn(24, generator=g).to(dtype)
+    with torch.inference_mode():
+        h, gelu_done = conv1x1_gelu(x, w1, b1)
+        ref_h = F.conv2d(x.float(), w1.float(), b1.float())
+        assert _rel(h, F.gelu(ref_h) if gelu_done else ref_h) < TOL[dtype]
+        hh = _cl(F.gelu(ref_h)).to(dtype)
+        out = conv1x1_add(hh, w2, b2, x)
+        ref = x.float() + F.conv2d(hh.float(), w2.float(), b2.float())
+        assert _rel(out, ref) < TOL[dtype]
