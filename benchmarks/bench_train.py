@@ -3,11 +3,12 @@
 Run: ``python benchmarks/bench_train.py [--model unireplknet_t] [--batch 16] [--img 128] [--threads 2]
 [--repeats 5] [--out FILE]``
 
-Configurations (all fp32, training structure, AdamW step included):
-  eager          plain eager NCHW (the reference)
-  channels_last  the model and batches in channels_last (UniRepLKNet blocks then run their pointwise layers
+Configurations (all fp32, training structure, AdamW step included, the same initial weights):
+  plain          a literal eager NCHW implementation (benchmarks/_plain_unireplknet.py): the baseline
+  eager          lkconv's model, eager, NCHW input
+  channels_last  lkconv's model and batches in channels_last (UniRepLKNet blocks then run their pointwise layers
                  as 1x1 convolutions on that layout, and depthwise convs on oneDNN's NHWC path)
-  compile        torch.compile(dynamic=False), NCHW
+  compile        lkconv's model under torch.compile(dynamic=False), NCHW
   cl+compile     both
 Speed: round-robin repeats in one process, medians. Losses: each configuration trains its own copy of the same
 initial weights on the same batches; the per-step losses are compared with the reference's. Peak memory: each
@@ -28,15 +29,16 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _plain_unireplknet import plain_like  # noqa: E402
 from _timing import interleaved_medians, machine_description  # noqa: E402
 
 import lkconv  # noqa: E402
 
-CONFIGS = ("eager", "channels_last", "compile", "cl+compile")
+CONFIGS = ("plain", "eager", "channels_last", "compile", "cl+compile")
 
 
 def make_step(model: torch.nn.Module, config: str):
-    model = copy.deepcopy(model).train()
+    model = plain_like(model).train() if config == "plain" else copy.deepcopy(model).train()
     cl = config in ("channels_last", "cl+compile")
     if cl:
         model = model.to(memory_format=torch.channels_last)
@@ -72,9 +74,32 @@ def child(args) -> None:
     torch.set_num_threads(args.threads)
     model = build(args.model)
     step = make_step(model, args.child)
-    for x, y in batches(3, args.batch, args.img, 100):
+    data = batches(3, args.batch, args.img, 100)
+    before = _rss_mb("VmRSS")
+    _reset_peak_rss()
+    for x, y in data:
         step(x, y)
-    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    peak = _rss_mb("VmHWM") if _rss_mb("VmHWM") else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_rss_mb": peak, "training_mb": peak - before}))
+
+
+def _rss_mb(field: str) -> float:
+    """VmRSS / VmHWM of this process in MB from /proc (0 where unavailable)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _reset_peak_rss() -> None:
+    """Linux: writing 5 to clear_refs resets VmHWM to the current RSS, so the peak is the training steps' own."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
 
 
 def main() -> None:
@@ -109,7 +134,8 @@ def main() -> None:
     if args.clock == "thread" and args.threads != 1:
         raise SystemExit("--clock thread measures one thread: use it with --threads 1")
     times = interleaved_medians({c: runner(c) for c in args.configs}, args.repeats, warmup=2, clock=args.clock)
-    ref = losses["eager"]
+    base = "plain" if "plain" in args.configs else args.configs[0]
+    ref = losses[base]
     rows = []
     for c in args.configs:
         rel = max(abs(a - b) / abs(b) for a, b in zip(losses[c], ref))
@@ -118,15 +144,17 @@ def main() -> None:
             out = subprocess.run([sys.executable, __file__, "--child", c, "--model", args.model, "--batch",
                                   str(args.batch), "--img", str(args.img), "--threads", str(args.threads)],
                                  capture_output=True, text=True)
-            mem = json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"] if out.returncode == 0 else None
-        rows.append((c, args.batch / times[c], times["eager"] / times[c], rel, mem))
+            mem = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else None
+        rows.append((c, args.batch / times[c], times[base] / times[c], rel, mem))
     lines = [f"Machine: {machine_description()}; clock: {args.clock}",
              f"Model {args.model}, batch {args.batch}, {args.img}x{args.img}, fp32, training structure, "
              f"{args.repeats} timed steps (medians), 2 warm-up steps",
-             "", "| configuration | img/s | × eager | max rel. loss diff vs eager (7 steps) | peak RSS MB |",
+             "", f"| configuration | img/s | × {base} | max rel. loss diff vs {base} ({args.repeats + 2} steps) "
+             "| peak RSS MB (of which training steps) |",
              "|---|---|---|---|---|"]
     for c, ips, sp, rel, mem in rows:
-        lines.append(f"| {c} | {ips:.2f} | {sp:.2f}× | {rel:.1e} | {mem:.0f} |" if mem else
+        lines.append(f"| {c} | {ips:.2f} | {sp:.2f}× | {rel:.1e} | {mem['peak_rss_mb']:.0f} "
+                     f"({mem['training_mb']:.0f}) |" if mem else
                      f"| {c} | {ips:.2f} | {sp:.2f}× | {rel:.1e} | – |")
     text = "\n".join(lines)
     print(text)

@@ -47,7 +47,7 @@ def test_forward_backward_reparameterize_and_deploy_load(mixer, randomize):
 
 def test_mixers_per_stage_and_default_keys_unchanged():
     model = lkconv.create_model("unireplknet_a", mixers=("drb", "inception", "lsconv", "dcls"), **TINY)
-    assert [type(s[0].dwconv).__name__ for s in model.stages] == ["Conv2d", "InceptionDWConv2d", "LSConv",
+    assert [type(s[0].dwconv).__name__ for s in model.stages] == ["LargeDepthwiseConv2d", "InceptionDWConv2d", "LSConv",
                                                                   "DCLSConv2d"]
     with torch.device("meta"):
         default = lkconv.create_model("unireplknet_a").state_dict()

@@ -5,12 +5,16 @@ Steps, each one exact in real arithmetic:
 1. copy the model, ``eval()``, re-parameterize (Dilated Reparam Blocks, BatchNorms, GRN β, layer scale);
 2. keep one memory format for the whole network: channels_last (NHWC in memory, NCHW logically), so no block
    pays a layout round trip;
-3. run the dense layers on the fastest path: UniRepLKNet's pointwise ``Linear`` layers (which the reference runs on
-   permuted NHWC tensors; ``F.linear`` goes through MKL, AVX2-speed on AMD CPUs) become 1×1 convolutions on the
-   channels_last tensor (oneDNN's AVX-512 path), and GRN runs directly on that layout;
-4. every stride-1 depthwise convolution becomes a :class:`~lkconv.ops.dwconv.PlannedDepthwiseConv2d`, its
+3. run the dense layers as oneDNN 1×1 convolutions on that layout (no permutes; on AVX-512 machines with full-width
+   units oneDNN is also faster than MKL's ``F.linear``), with GELU and the residual addition in the convolution's
+   epilogue (``torch.ops.mkldnn._convolution_pointwise``, the op inductor uses; plain torch where it is missing);
+4. GRN, and the stem's and downsampling layers' LayerNorm (+ GELU), run as fused C kernels
+   (:mod:`lkconv.ops.fused`) — the plain module spends about a third of its time in these element-wise passes;
+5. every stride-1 depthwise convolution becomes a :class:`~lkconv.ops.dwconv.PlannedDepthwiseConv2d`, its
    algorithm chosen per shape by measurement (or the plan cache) on ``example_input``;
-5. optionally cast to bf16 and/or ``torch.compile`` (``dynamic=False``).
+6. the stem and the first two stages run on micro-batches, so their wide activations are reused from the heap and
+   stay in cache instead of being fresh 32–64 MB mappings on every call;
+7. optionally cast to bf16 and/or ``torch.compile`` (``dynamic=False``).
 """
 
 from __future__ import annotations
@@ -138,10 +142,12 @@ class OptimizedModel(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         x = x.to(self.dtype)
         with torch.inference_mode():
-            if self._compiled is None and self.micro_batch and x.shape[0] > self.micro_batch:
+            if self._compiled is not None:
+                out = self._compiled(x)
+            elif self.micro_batch and x.shape[0] > self.micro_batch:
                 out = self._staged_forward(x)
             else:
-                out = (self._compiled or self.net)(x)
+                out = self.net(x)
         return out.float() if out.is_floating_point() else out
 
 

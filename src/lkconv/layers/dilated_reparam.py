@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..ops.reparam import dilate_kernel, equivalent_kernel_size, fuse_bn, merge_kernels
+from .conv_bn import LargeDepthwiseConv2d
 
 __all__ = ["DilatedReparamBlock", "DILATED_BRANCHES", "dilated_branches"]
 
@@ -42,7 +43,8 @@ def dilated_branches(kernel_size: int) -> tuple[tuple[int, int], ...]:
 
 def _dw_conv(channels: int, k: int, dilation: int, bias: bool, dd: dict) -> nn.Conv2d:
     padding = (equivalent_kernel_size(k, dilation) - 1) // 2
-    return nn.Conv2d(channels, channels, k, stride=1, padding=padding, dilation=dilation, groups=channels, bias=bias, **dd)
+    return LargeDepthwiseConv2d(channels, channels, k, stride=1, padding=padding, dilation=dilation, groups=channels,
+                                bias=bias, **dd)
 
 
 class DilatedReparamBlock(nn.Module):

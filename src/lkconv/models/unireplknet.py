@@ -52,7 +52,7 @@ def _build_mixer(
     if name == "drb":
         if kernel_size >= 7:
             return DilatedReparamBlock(dim, kernel_size, deploy=deploy, norm_layer=norm_layer, **dd)
-        return nn.Conv2d(dim, dim, kernel_size, 1, kernel_size // 2, groups=dim, bias=deploy, **dd)
+        return LargeDepthwiseConv2d(dim, dim, kernel_size, 1, kernel_size // 2, groups=dim, bias=deploy, **dd)
     if name == "dw" or (name == "dcls" and deploy):  # a deployed DCLS mixer is its dense kernel
         return LargeDepthwiseConv2d(dim, dim, kernel_size, 1, kernel_size // 2, groups=dim, bias=deploy, **dd)
     if name == "inception":

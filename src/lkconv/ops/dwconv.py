@@ -906,7 +906,10 @@ class PlannedDepthwiseConv2d(nn.Module):
         return mod
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the convolution."""
+        """Apply the convolution (under ``torch.compile``: the plain convolution, which inductor lowers to oneDNN and
+        fuses with its neighbours, instead of a graph break at the plan lookup)."""
+        if torch.compiler.is_compiling():
+            return F.conv2d(x, self.weight, self.bias, 1, self.padding, self.dilation, self.channels)
         return depthwise_conv2d(
             x, self.weight, self.bias, self.padding, self.dilation, algo=self.algo, out_format=self.out_format,
             _packed=self._packed,

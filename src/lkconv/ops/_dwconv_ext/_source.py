@@ -327,4 +327,86 @@ int lk_dwconv2d_raw(const void* x, const void* w, const void* bias, void* y,
     free(wpk);
     return rc;
 }
+
+/* Weight gradient of the depthwise convolution, fp32, NHWC x (N, H, W, C) and grad_out g (N, Ho, Wo, C):
+ * dw[c, i, j] = sum over n, yo, xo of g[n, yo, xo, c] * x[n, yo + i*dh - pt, xo + j*dw - pl, c], taps on padding
+ * skipped. Channels run in 16-lane vectors; tasks are (channel block, batch slice) with private sums, reduced at the
+ * end in a fixed order (deterministic). Returns 0, or 2 if out of memory. */
+static inline void gw_tail(const float* x, const float* g, float* acc, int64_t n0, int64_t n1, int64_t C, int64_t H,
+                           int64_t W, int64_t Ho, int64_t Wo, int kh, int kw, int dh, int dwd, int64_t pt, int64_t pl,
+                           int64_t c0, int nl) {
+    for (int i = 0; i < kh; ++i) {
+        const int64_t oy = (int64_t)i * dh - pt, ya = mx(0, -oy), yb = mn(Ho, H - oy);
+        for (int j = 0; j < kw; ++j) {
+            const int64_t ox = (int64_t)j * dwd - pl, xa = mx(0, -ox), xb = mn(Wo, W - ox);
+            float* a = acc + ((int64_t)i * kw + j) * VL;
+            for (int64_t n = n0; n < n1; ++n)
+                for (int64_t yo = ya; yo < yb; ++yo) {
+                    const float* grow = g + ((n * Ho + yo) * Wo) * C + c0;
+                    const float* xrow = x + ((n * H + yo + oy) * W) * C + c0;
+                    for (int64_t xo = xa; xo < xb; ++xo)
+                        for (int l = 0; l < nl; ++l) a[l] += grow[xo * C + l] * xrow[(xo + ox) * C + l];
+                }
+        }
+    }
+}
+
+int lk_dwconv2d_grad_weight(const float* x, const float* g, float* out, int64_t N, int64_t C, int64_t H, int64_t W,
+                            int64_t Ho, int64_t Wo, int kh, int kw, int dh, int dwd, int64_t pt, int64_t pl,
+                            int nthreads) {
+    if (nthreads < 1) nthreads = 1;
+    const int64_t ncb = cdiv(C, VL), K = (int64_t)kh * kw;
+    int64_t nbs = cdiv(4 * (int64_t)nthreads, ncb);
+    if (nbs > N) nbs = N;
+    if (nbs < 1) nbs = 1;
+    const int64_t tasks = ncb * nbs;
+    float* part = (float*)aligned_alloc(64, (size_t)(tasks * K * VL) * sizeof(float));
+    if (!part) return 2;
+    memset(part, 0, (size_t)(tasks * K * VL) * sizeof(float));
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
+#endif
+    for (int64_t task = 0; task < tasks; ++task) {
+        const int64_t cb = task / nbs, bs = task % nbs, c0 = cb * VL;
+        const int nl = (int)mn(VL, C - c0);
+        const int64_t n0 = N * bs / nbs, n1 = N * (bs + 1) / nbs;
+        float* acc = part + task * K * VL;
+        if (nl < VL) {
+            gw_tail(x, g, acc, n0, n1, C, H, W, Ho, Wo, kh, kw, dh, dwd, pt, pl, c0, nl);
+            continue;
+        }
+        for (int i = 0; i < kh; ++i) {
+            const int64_t oy = (int64_t)i * dh - pt, ya = mx(0, -oy), yb = mn(Ho, H - oy);
+            for (int j = 0; j < kw; ++j) {
+                const int64_t ox = (int64_t)j * dwd - pl, xa = mx(0, -ox), xb = mn(Wo, W - ox);
+                v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+                for (int64_t n = n0; n < n1; ++n)
+                    for (int64_t yo = ya; yo < yb; ++yo) {
+                        const float* grow = g + ((n * Ho + yo) * Wo) * C + c0;
+                        const float* xrow = x + ((n * H + yo + oy) * W + ox) * C + c0;
+                        int64_t xo = xa;
+                        for (; xo + 4 <= xb; xo += 4) {
+                            a0 += *(const v16u*)(grow + xo * C) * *(const v16u*)(xrow + xo * C);
+                            a1 += *(const v16u*)(grow + (xo + 1) * C) * *(const v16u*)(xrow + (xo + 1) * C);
+                            a2 += *(const v16u*)(grow + (xo + 2) * C) * *(const v16u*)(xrow + (xo + 2) * C);
+                            a3 += *(const v16u*)(grow + (xo + 3) * C) * *(const v16u*)(xrow + (xo + 3) * C);
+                        }
+                        for (; xo < xb; ++xo) a0 += *(const v16u*)(grow + xo * C) * *(const v16u*)(xrow + xo * C);
+                    }
+                *(v16*)(acc + ((int64_t)i * kw + j) * VL) = (a0 + a1) + (a2 + a3);
+            }
+        }
+    }
+    for (int64_t cb = 0; cb < ncb; ++cb) {
+        const int64_t c0 = cb * VL, nl = mn(VL, C - c0);
+        for (int64_t k = 0; k < K; ++k)
+            for (int64_t l = 0; l < nl; ++l) {
+                float s = 0.0f;
+                for (int64_t bs = 0; bs < nbs; ++bs) s += part[((cb * nbs + bs) * K + k) * VL + l];
+                out[(c0 + l) * K + k] = s;
+            }
+    }
+    free(part);
+    return 0;
+}
 """
