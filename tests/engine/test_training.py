@@ -209,3 +209,19 @@ def test_trainer_calls_post_step_after_each_optimizer_step(image_folder, tmp_pat
     monkeypatch.setattr(UniRepLKNet, "post_step", lambda self: calls.append(1), raising=False)
     train(tiny_config(image_folder, tmp_path / "run", epochs=1))
     assert len(calls) == 27 // 8  # one per optimizer step (drop_last batches)
+
+
+def test_tensorboard_logs_every_epoch(image_folder, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(tiny_config(image_folder, tmp_path / "run", epochs=2, tensorboard=True))
+    logs = tmp_path / "run" / "tensorboard"
+    acc = EventAccumulator(str(logs))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train_loss", "val_loss", "val_accuracy", "lr"} <= tags
+    rows = read_metrics(tmp_path / "run")
+    events = acc.Scalars("val_accuracy")
+    assert [e.step for e in events] == [1, 2]
+    assert [round(e.value, 6) for e in events] == [round(float(r["val_accuracy"]), 6) for r in rows]
