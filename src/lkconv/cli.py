@@ -107,6 +107,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .engine.evaluate import predict_files
 
     for row in predict_files(args.run, args.files, weights=args.weights, top_k=args.top_k):
+        if "forecast" in row:  # forecasting run: the horizon's values per series, in the data's units
+            for name, values in row["forecast"].items():
+                print(f"{row['file']}\t{name}\t" + " ".join(f"{v:.6g}" for v in values))
+            continue
         tops = "  ".join(f"{c} {p:.3f}" for c, p in row["top"])
         print(f"{row['file']}\t{tops}")
     return 0
@@ -341,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("predict", help="top class of each input file")
+    p = sub.add_parser("predict", help="top class of each input file (forecasting runs: the forecast values)")
     p.add_argument("--run", required=True)
     p.add_argument("--weights", default="model")
     p.add_argument("--top-k", type=int, default=1)

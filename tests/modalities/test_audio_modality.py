@@ -26,15 +26,6 @@ from lkconv.ops.fbank import kaldi_fbank
 TINY_MODEL = {"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64], "kernel_sizes": [[3], [7], [7], [7]]}
 
 
-@pytest.fixture
-def one_thread():
-    """Training on a shared 2-core machine is many times faster on one thread (no OpenMP barrier spinning)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _tone(freq: float, sr: int = 16000, seconds: float = 0.5, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(int(sr * seconds)) / sr

@@ -28,15 +28,6 @@ from lkconv.modalities.timeseries import MAPPINGS, TimeSeriesAdapter, gramian_fi
 TINY_MODEL = {"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64], "kernel_sizes": [[3], [7], [7], [7]]}
 
 
-@pytest.fixture
-def one_thread():
-    """Training on a shared 2-core machine is many times faster on one thread (no OpenMP barrier spinning)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _cfg(tmp_path: Path, data, **kw) -> TrainConfig:
     return TrainConfig(data=str(data), out=str(tmp_path / "run"), modality="timeseries", **kw)
 
@@ -47,7 +38,7 @@ def _cfg(tmp_path: Path, data, **kw) -> TrainConfig:
 def test_mappings_shapes_and_config_roundtrip(mapping):
     a = TimeSeriesAdapter(in_chans=2, length=30, mapping=mapping, map_size=16).eval()
     out = a(torch.randn(3, 2, 30))
-    expected = {"square": (3, 1, 16, 16), "fold": (3, 32, 8, 8), "gaf": (3, 6, 16, 16)}[mapping]
+    expected = {"square": (3, 1, 16, 16), "fold": (3, 32, 8, 8), "gaf": (3, 6, 16, 16), "sequence": (3, 2, 30)}[mapping]
     assert out.shape == expected and a.out_chans == expected[1]
     b = build_adapter("timeseries", **a.config())
     assert b.config() == a.config()
@@ -328,7 +319,7 @@ def test_classification_learns_end_to_end(tmp_path, one_thread):
     assert metrics["num_samples"] == 40 and metrics["accuracy"] >= 0.75  # chance is 0.5
 
 
-def test_forecast_end_to_end_in_original_units(tmp_path, one_thread):
+def test_forecast_end_to_end_in_original_units(tmp_path, one_thread, capsys):
     from lkconv.engine.evaluate import evaluate_run
     from lkconv.engine.trainer import train
 
@@ -348,3 +339,34 @@ def test_forecast_end_to_end_in_original_units(tmp_path, one_thread):
     assert np.isfinite(metrics["mae"]) and metrics["num_samples"] == 13 * 6
     # in the data's units, and already better than repeating last year (which misses a year of trend)
     assert metrics["mae"] < saved["baselines"]["seasonal_naive"]["mae"]
+    _check_forecast_predict(run, tmp_path, idx, series, capsys)
+
+
+def _check_forecast_predict(run, tmp_path, idx, series, capsys):
+    """``predict`` on a forecasting run gives the horizon's raw values in the data's units (no softmax)."""
+    from lkconv.cli import main
+    from lkconv.engine.evaluate import predict_files
+    from lkconv.engine.run_dir import load_run
+
+    files = []
+    for end in (100, 114):  # history up to step `end`; the forecast is for steps end .. end + 5
+        f = tmp_path / f"history{end}.csv"
+        f.write_text("month,v\n" + "\n".join(f"{d},{v:.3f}" for d, v in zip(idx[:end], series[:end])) + "\n")
+        files.append(f)
+    rows = predict_files(run, files)
+    model = load_run(run)
+    for f, row, end in zip(files, rows, (100, 114)):
+        assert row["file"] == str(f) and "top" not in row and list(row["forecast"]) == ["v"]
+        values = np.array(row["forecast"]["v"])
+        assert values.shape == (6,)
+        lookback = torch.tensor(np.round(series[end - 24 : end], 3), dtype=torch.float32)[None, None]
+        np.testing.assert_allclose(values, model(lookback)[0].detach().numpy(), rtol=1e-5, atol=1e-4)
+        truth = series[end : end + 6]
+        assert np.abs(values - truth).mean() < 36.0  # the data's units (≈ 800), better than seasonal naive's 36
+    capsys.readouterr()
+    assert main(["predict", "--run", str(run), str(files[0])]) == 0
+    line = capsys.readouterr().out.strip().splitlines()
+    assert len(line) == 1
+    name_file, series_name, numbers = line[0].split("\t")
+    assert name_file == str(files[0]) and series_name == "v"
+    np.testing.assert_allclose([float(v) for v in numbers.split()], rows[0]["forecast"]["v"], rtol=1e-5)

@@ -76,3 +76,14 @@ def test_bad_inputs_and_arguments_are_rejected():
         SequenceConvNet(embed_kernel_size=2)
     with pytest.raises(ValueError, match="depth"):
         SequenceConvNet(depth=0)
+
+
+def test_a_2d_map_is_read_as_a_sequence_of_columns():
+    # (B, C, H, W) with C·H = in_chans: the audio adapter's log-mel map becomes W frames of C·H mel channels
+    model = lkconv.create_model("sgconvnet_tiny", in_chans=2 * 8, num_classes=3).eval()
+    x = torch.randn(2, 2, 8, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model(x.flatten(1, 2)))
+        assert model.forward_intermediates(x, intermediates_only=True)[-1].shape == (2, 128, 20)
+    with pytest.raises(ValueError, match=r"C·H = 16"):
+        model(torch.randn(2, 1, 8, 20))

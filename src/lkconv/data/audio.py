@@ -31,7 +31,7 @@ import torch
 from ..modalities.audio import AudioAdapter
 from ..ops.fbank import num_frames
 from .builtin import BuiltinSet, data_home, register
-from .datasets import DataBundle, DataError, SampleDataset, resolve_splits, scan_class_folders, stratified_split, subset
+from .datasets import DataBundle, DataError, SampleDataset, held_out_split, split_class_folders
 from .readers.audio import read_audio, read_wav, resample, write_wav
 
 __all__ = ["AUDIO_EXTENSIONS", "build_data", "load_for_predict", "fix_length", "audio_bundle", "adapter_args_from",
@@ -139,29 +139,10 @@ def audio_bundle(files: Sequence[Path], labels: Sequence[int], class_names: list
 
 def _build_folders(root: Path, cfg, *, eval_only: bool = False, class_names: list[str] | None = None,
                    notes: dict[str, Any] | None = None) -> DataBundle:
-    train_root, val_root = resolve_splits(root)
-    if eval_only:
-        train_root, val_root = (val_root, None) if val_root is not None else (train_root, None)
-    files, labels, names, skipped = scan_class_folders(train_root, AUDIO_EXTENSIONS, validate=_validate_audio,
-                                                       on_bad_file=cfg.on_bad_file, class_names=class_names)
-    if eval_only:
-        tr_idx, va_idx = [], subset(list(range(len(files))), labels, cfg.max_val_samples, cfg.seed + 1)
-    elif val_root is not None:
-        vfiles, vlabels, _, vskipped = scan_class_folders(val_root, AUDIO_EXTENSIONS, validate=_validate_audio,
-                                                          on_bad_file=cfg.on_bad_file, class_names=names)
-        skipped += vskipped
-        tr_idx, va_idx = list(range(len(files))), list(range(len(files), len(files) + len(vfiles)))
-        files, labels = files + vfiles, labels + vlabels
-    else:
-        tr_idx, va_idx = stratified_split(labels, cfg.val_split, cfg.seed)
-    if not eval_only:
-        tr_idx = subset(tr_idx, labels, cfg.max_train_samples, cfg.seed)
-        va_idx = subset(va_idx, labels, cfg.max_val_samples, cfg.seed + 1)
-    if (not tr_idx and not eval_only) or not va_idx:
-        raise DataError(f"{root}: need at least one training and one validation clip (have {len(tr_idx)}, "
-                        f"{len(va_idx)}); add files or a val/ folder")
-    return audio_bundle(files, labels, names, tr_idx, va_idx, cfg,
-                        notes={"skipped_files": len(skipped), **(notes or {})})
+    split = split_class_folders(root, AUDIO_EXTENSIONS, cfg, validate=_validate_audio, eval_only=eval_only,
+                                class_names=class_names, what="clip")
+    return audio_bundle(split.files, split.labels, split.class_names, split.train, split.val, cfg,
+                        notes={"skipped_files": len(split.skipped), **(notes or {})})
 
 
 def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = None) -> DataBundle:
@@ -348,9 +329,7 @@ def _build_sonic(cfg) -> DataBundle:
     files, labels, names = _sonic_files()
     if not files:
         raise DataError(f"builtin:sonic-samples: no families with >= {_SONIC_MIN_CLIPS} FLAC clips in {SONIC_PI_DIR}")
-    tr_idx, va_idx = stratified_split(labels, cfg.val_split, cfg.seed)
-    tr_idx = subset(tr_idx, labels, cfg.max_train_samples, cfg.seed)
-    va_idx = subset(va_idx, labels, cfg.max_val_samples, cfg.seed + 1)
+    tr_idx, va_idx = held_out_split(labels, cfg)
     return audio_bundle(files, labels, names, tr_idx, va_idx, cfg, notes={"source": "sonic-pi-samples"})
 
 

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 __all__ = ["DataBundle", "DataError", "scan_class_folders", "stratified_split", "subset", "SampleDataset",
-           "resolve_splits"]
+           "resolve_splits", "limit_splits", "held_out_split", "FolderSplit", "split_class_folders"]
 
 log = logging.getLogger("lkconv.data")
 
@@ -125,6 +125,72 @@ def resolve_splits(root: Path) -> tuple[Path, Path | None]:
                 return root / "train", root / name
         return root / "train", None
     return root, None
+
+
+def limit_splits(train: Sequence[int], val: Sequence[int], labels: Sequence[int], cfg, *,
+                 val_labels: Sequence[int] | None = None) -> tuple[list[int], list[int]]:
+    """``cfg.max_train_samples`` / ``cfg.max_val_samples``: seeded, stratified subsets of the training indices
+    (seed ``cfg.seed``) and of the validation indices (seed ``cfg.seed + 1``). ``labels`` are indexed by both, unless
+    the validation indices point into ``val_labels`` (separate training and validation arrays)."""
+    train = subset(train, labels, cfg.max_train_samples, cfg.seed)
+    val = subset(val, labels if val_labels is None else val_labels, cfg.max_val_samples, cfg.seed + 1)
+    return train, val
+
+
+def held_out_split(labels: Sequence[int], cfg) -> tuple[list[int], list[int]]:
+    """A seeded, stratified ``cfg.val_split`` hold-out of one labelled set, then :func:`limit_splits`."""
+    train, val = stratified_split(labels, cfg.val_split, cfg.seed)
+    return limit_splits(train, val, labels, cfg)
+
+
+@dataclass
+class FolderSplit:
+    """A class-folder data set: its files and labels, and the training and validation indices into them."""
+
+    files: list[Path]
+    labels: list[int]
+    class_names: list[str]
+    train: list[int]
+    val: list[int]
+    skipped: list[tuple[Path, str]]
+
+
+def split_class_folders(
+    root: Path, extensions: Sequence[str], cfg, *, validate: Callable[[Path], None] | None = None,
+    eval_only: bool = False, class_names: Sequence[str] | None = None, what: str = "file",
+) -> FolderSplit:
+    """The folder data contract shared by the file modalities: scan, split, subset.
+
+    ``root/{train,val}/<class>/…`` (or ``root/test``) keeps its split; ``root/<class>/…`` holds out a seeded,
+    stratified ``cfg.val_split``; then ``cfg.max_train_samples`` / ``cfg.max_val_samples`` subsets
+    (:func:`limit_splits`). With ``eval_only`` every index is a validation index: the val/ (or test/) split if there
+    is one, else every file, labelled with ``class_names`` (the trained run's classes). Validation files come after
+    the training files in ``files``.
+
+    Raises:
+        DataError: as :func:`scan_class_folders`, or when the training (unless ``eval_only``) or the validation
+            split is empty; ``what`` names a sample in that message ("image", "clip", …).
+    """
+    train_root, val_root = resolve_splits(root)
+    if eval_only:
+        train_root, val_root = (val_root, None) if val_root is not None else (train_root, None)
+    files, labels, names, skipped = scan_class_folders(train_root, extensions, validate=validate,
+                                                       on_bad_file=cfg.on_bad_file, class_names=class_names)
+    if eval_only:
+        tr_idx, va_idx = [], list(range(len(files)))
+    elif val_root is not None:
+        vfiles, vlabels, _, vskipped = scan_class_folders(val_root, extensions, validate=validate,
+                                                          on_bad_file=cfg.on_bad_file, class_names=names)
+        skipped += vskipped
+        tr_idx, va_idx = list(range(len(files))), list(range(len(files), len(files) + len(vfiles)))
+        files, labels = files + vfiles, labels + vlabels
+    else:
+        tr_idx, va_idx = stratified_split(labels, cfg.val_split, cfg.seed)
+    tr_idx, va_idx = limit_splits(tr_idx, va_idx, labels, cfg)
+    if (not tr_idx and not eval_only) or not va_idx:
+        raise DataError(f"{root}: need at least one training and one validation {what} (have {len(tr_idx)}, "
+                        f"{len(va_idx)}); add files or a val/ folder")
+    return FolderSplit(files, labels, names, tr_idx, va_idx, skipped)
 
 
 class SampleDataset(Dataset):

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..modalities.image import center_resize, random_pad_crop, random_resized_crop
-from .datasets import DataBundle, DataError, SampleDataset, resolve_splits, scan_class_folders, stratified_split, subset
+from .datasets import DataBundle, DataError, SampleDataset, held_out_split, limit_splits, split_class_folders
 
 __all__ = ["IMAGE_EXTENSIONS", "read_image", "build_data", "load_for_predict", "image_bundle_from_arrays"]
 
@@ -89,13 +89,12 @@ def image_bundle_from_arrays(
     size = cfg.img_size or _default_size(native)
     train_tf, eval_tf, aug = _transforms(size, native, args.pop("aug", None))
     if test_x is None:
-        tr_idx, va_idx = stratified_split(train_y.tolist(), cfg.val_split, cfg.seed)
+        tr_idx, va_idx = held_out_split(train_y.tolist(), cfg)
         val_x, val_y = train_x, train_y
     else:
         val_x, val_y = to_chw(test_x), test_y
-        tr_idx, va_idx = list(range(len(train_y))), list(range(len(test_y)))
-    tr_idx = subset(tr_idx, train_y.tolist(), cfg.max_train_samples, cfg.seed)
-    va_idx = subset(va_idx, val_y.tolist(), cfg.max_val_samples, cfg.seed + 1)
+        tr_idx, va_idx = limit_splits(range(len(train_y)), range(len(test_y)), train_y.tolist(), cfg,
+                                      val_labels=val_y.tolist())
 
     def loader(arr):
         return lambda i: torch.from_numpy(np.ascontiguousarray(arr[i])).float().div_(255.0)
@@ -113,31 +112,10 @@ def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = 
     With ``eval_only`` the bundle's ``val`` is the folder's val/ (or test/) split if it has one, else every file,
     labelled with ``class_names`` (the trained run's classes).
     """
-    root = Path(cfg.data)
-    train_root, val_root = resolve_splits(root)
-    if eval_only:
-        train_root, val_root = (val_root, None) if val_root is not None else (train_root, None)
-    files, labels, names, skipped = scan_class_folders(train_root, IMAGE_EXTENSIONS, validate=_validate_image,
-                                                       on_bad_file=cfg.on_bad_file, class_names=class_names)
-    channels = int(cfg.modality_args.get("channels") or _detect_channels(files[0]))
-    if eval_only:
-        all_files, all_labels = files, labels
-        tr_idx, va_idx = [], subset(list(range(len(files))), labels, cfg.max_val_samples, cfg.seed + 1)
-    elif val_root is not None:
-        vfiles, vlabels, _, vskipped = scan_class_folders(val_root, IMAGE_EXTENSIONS, validate=_validate_image,
-                                                          on_bad_file=cfg.on_bad_file, class_names=names)
-        skipped += vskipped
-        all_files, all_labels = files + vfiles, labels + vlabels
-        tr_idx, va_idx = list(range(len(files))), list(range(len(files), len(all_files)))
-    else:
-        all_files, all_labels = files, labels
-        tr_idx, va_idx = stratified_split(labels, cfg.val_split, cfg.seed)
-    if not eval_only:
-        tr_idx = subset(tr_idx, all_labels, cfg.max_train_samples, cfg.seed)
-        va_idx = subset(va_idx, all_labels, cfg.max_val_samples, cfg.seed + 1)
-    if (not tr_idx and not eval_only) or not va_idx:
-        raise DataError(f"{root}: need at least one training and one validation image (have {len(tr_idx)}, "
-                        f"{len(va_idx)}); add files or a val/ folder")
+    split = split_class_folders(Path(cfg.data), IMAGE_EXTENSIONS, cfg, validate=_validate_image, eval_only=eval_only,
+                                class_names=class_names, what="image")
+    all_files, all_labels, names, tr_idx, va_idx = split.files, split.labels, split.class_names, split.train, split.val
+    channels = int(cfg.modality_args.get("channels") or _detect_channels(all_files[0]))
     native = min(read_image(all_files[(tr_idx or va_idx)[0]], channels).shape[-2:])
     size = cfg.img_size or min(_default_size(native), 224)
     train_tf, eval_tf, aug = _transforms(size, native, cfg.modality_args.get("aug"))
@@ -151,7 +129,7 @@ def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = 
     train = SampleDataset(load, all_labels, tr_idx, train_tf, cfg.seed, describe) if tr_idx else None
     val = SampleDataset(load, all_labels, va_idx, eval_tf, cfg.seed, describe)
     return DataBundle(train, val, names, "image", {"in_chans": channels}, (channels, size, size),
-                      notes={"train_samples": len(tr_idx), "val_samples": len(val), "skipped_files": len(skipped),
+                      notes={"train_samples": len(tr_idx), "val_samples": len(val), "skipped_files": len(split.skipped),
                              "aug": aug},
                       preprocessing={"img_size": size, "channels": channels})
 

@@ -37,7 +37,7 @@ import torch
 
 from ..modalities.pointcloud import PointCloudAdapter
 from .builtin import BuiltinSet, data_home, register
-from .datasets import DataBundle, DataError, SampleDataset, resolve_splits, scan_class_folders, stratified_split, subset
+from .datasets import DataBundle, DataError, SampleDataset, limit_splits, split_class_folders
 from .readers.pointcloud import Geometry, normalize_unit_sphere, random_pose, read_pointcloud, sample_surface
 
 __all__ = [
@@ -180,30 +180,9 @@ def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = 
     labelled with ``class_names`` (the trained run's classes).
     """
     opts, adapter_args = point_options(cfg)
-    root = Path(cfg.data)
-    train_root, val_root = resolve_splits(root)
-    if eval_only:
-        train_root, val_root = (val_root, None) if val_root is not None else (train_root, None)
-    files, labels, names, skipped = scan_class_folders(train_root, POINT_EXTENSIONS, validate=_validate,
-                                                       on_bad_file=cfg.on_bad_file, class_names=class_names)
-    if eval_only:
-        all_files, all_labels = files, labels
-        tr_idx, va_idx = [], subset(list(range(len(files))), labels, cfg.max_val_samples, cfg.seed + 1)
-    elif val_root is not None:
-        vfiles, vlabels, _, vskipped = scan_class_folders(val_root, POINT_EXTENSIONS, validate=_validate,
-                                                          on_bad_file=cfg.on_bad_file, class_names=names)
-        skipped += vskipped
-        all_files, all_labels = files + vfiles, labels + vlabels
-        tr_idx, va_idx = list(range(len(files))), list(range(len(files), len(all_files)))
-    else:
-        all_files, all_labels = files, labels
-        tr_idx, va_idx = stratified_split(labels, cfg.val_split, cfg.seed)
-    if not eval_only:
-        tr_idx = subset(tr_idx, all_labels, cfg.max_train_samples, cfg.seed)
-        va_idx = subset(va_idx, all_labels, cfg.max_val_samples, cfg.seed + 1)
-    if (not tr_idx and not eval_only) or not va_idx:
-        raise DataError(f"{root}: need at least one training and one validation file (have {len(tr_idx)}, "
-                        f"{len(va_idx)}); add files or a val/ folder")
+    split = split_class_folders(Path(cfg.data), POINT_EXTENSIONS, cfg, validate=_validate, eval_only=eval_only,
+                                class_names=class_names, what="file")
+    all_files, all_labels, names, tr_idx, va_idx = split.files, split.labels, split.class_names, split.train, split.val
     train_tf, eval_tf = _transforms(opts, pose_eval=opts["eval_pose"])
     load = _GeometryCache(all_files)
 
@@ -214,7 +193,8 @@ def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = 
     val = SampleDataset(load, all_labels, va_idx, eval_tf, cfg.seed, describe)
     n_dims = 6 if opts["normals"] else 3
     return DataBundle(train, val, names, "pointcloud", adapter_args, (opts["num_points"], n_dims),
-                      notes={"train_samples": len(tr_idx), "val_samples": len(val), "skipped_files": len(skipped)},
+                      notes={"train_samples": len(tr_idx), "val_samples": len(val),
+                             "skipped_files": len(split.skipped)},
                       preprocessing={"num_points": opts["num_points"], "normals": opts["normals"]})
 
 
@@ -364,8 +344,7 @@ def _build_cgal(cfg) -> DataBundle:
     n_tr, n_va = k * opts["train_per_class"], k * opts["val_per_class"]
     labels_tr = [i % k for i in range(n_tr)]
     labels_va = [i % k for i in range(n_va)]
-    tr_idx = subset(list(range(n_tr)), labels_tr, cfg.max_train_samples, cfg.seed)
-    va_idx = subset(list(range(n_va)), labels_va, cfg.max_val_samples, cfg.seed + 1)
+    tr_idx, va_idx = limit_splits(range(n_tr), range(n_va), labels_tr, cfg, val_labels=labels_va)
     train_tf, eval_tf = _transforms(opts, pose_eval=True)
 
     def load(i: int) -> Geometry:

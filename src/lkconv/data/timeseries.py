@@ -38,7 +38,7 @@ import torch
 
 from ..modalities.timeseries import TimeSeriesAdapter
 from .builtin import BuiltinSet, register
-from .datasets import DataBundle, DataError, SampleDataset, stratified_split, subset
+from .datasets import DataBundle, DataError, SampleDataset, limit_splits, stratified_split
 from .readers.tabular import SeriesTable, read_csv_series
 from .readers.ts import TimeSeriesData, read_series
 
@@ -177,9 +177,7 @@ def classification_bundle(train: TimeSeriesData | None, test: TimeSeriesData | N
     else:
         x_all, y_all = _fix_all(test, length, unequal), _label_indices(test, class_names, source)
         tr_idx, va_idx = [], list(range(len(x_all)))
-    if train is not None:
-        tr_idx = subset(tr_idx, y_all, cfg.max_train_samples, cfg.seed)
-    va_idx = subset(va_idx, y_all, cfg.max_val_samples, cfg.seed + 1)
+    tr_idx, va_idx = limit_splits(tr_idx, va_idx, y_all, cfg)
     if (train is not None and not tr_idx) or not va_idx:
         raise DataError(f"{source}: need at least one training and one validation case (have {len(tr_idx)}, "
                         f"{len(va_idx)})")

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from ..modalities.video import VIDEO_LAYOUTS, VideoAdapter
 from .builtin import FASHION_MNIST_DIR, BuiltinSet, register
-from .datasets import DataBundle, DataError, SampleDataset, resolve_splits, scan_class_folders, stratified_split, subset
+from .datasets import DataBundle, DataError, SampleDataset, limit_splits, split_class_folders
 
 __all__ = [
     "MOVING_FASHION_DIRECTIONS",
@@ -123,30 +123,9 @@ def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = 
     labelled with ``class_names`` (the trained run's classes).
     """
     opts, adapter_args = video_options(cfg)
-    root = Path(cfg.data)
-    train_root, val_root = resolve_splits(root)
-    if eval_only:
-        train_root, val_root = (val_root, None) if val_root is not None else (train_root, None)
-    files, labels, names, skipped = scan_class_folders(train_root, VIDEO_EXTENSIONS, validate=_validate,
-                                                       on_bad_file=cfg.on_bad_file, class_names=class_names)
-    if eval_only:
-        all_files, all_labels = files, labels
-        tr_idx, va_idx = [], subset(list(range(len(files))), labels, cfg.max_val_samples, cfg.seed + 1)
-    elif val_root is not None:
-        vfiles, vlabels, _, vskipped = scan_class_folders(val_root, VIDEO_EXTENSIONS, validate=_validate,
-                                                          on_bad_file=cfg.on_bad_file, class_names=names)
-        skipped += vskipped
-        all_files, all_labels = files + vfiles, labels + vlabels
-        tr_idx, va_idx = list(range(len(files))), list(range(len(files), len(all_files)))
-    else:
-        all_files, all_labels = files, labels
-        tr_idx, va_idx = stratified_split(labels, cfg.val_split, cfg.seed)
-    if not eval_only:
-        tr_idx = subset(tr_idx, all_labels, cfg.max_train_samples, cfg.seed)
-        va_idx = subset(va_idx, all_labels, cfg.max_val_samples, cfg.seed + 1)
-    if (not tr_idx and not eval_only) or not va_idx:
-        raise DataError(f"{root}: need at least one training and one validation clip (have {len(tr_idx)}, "
-                        f"{len(va_idx)}); add files or a val/ folder")
+    split = split_class_folders(Path(cfg.data), VIDEO_EXTENSIONS, cfg, validate=_validate, eval_only=eval_only,
+                                class_names=class_names, what="clip")
+    all_files, all_labels, names, tr_idx, va_idx = split.files, split.labels, split.class_names, split.train, split.val
     size, t, c = opts["img_size"], opts["num_frames"], opts["channels"]
     decode = round(size * _DECODE_MARGIN) if opts["aug"] == "crop" else size
 
@@ -165,7 +144,7 @@ def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = 
     train = SampleDataset(load, all_labels, tr_idx, train_tf, cfg.seed, describe) if tr_idx else None
     val = SampleDataset(load, all_labels, va_idx, eval_tf, cfg.seed, describe)
     return DataBundle(train, val, names, "video", adapter_args, (t, c, size, size),
-                      notes={"train_samples": len(tr_idx), "val_samples": len(val), "skipped_files": len(skipped),
+                      notes={"train_samples": len(tr_idx), "val_samples": len(val), "skipped_files": len(split.skipped),
                              "aug": opts["aug"]},
                       preprocessing={"img_size": size, "num_frames": t, "channels": c, "decode_size": decode})
 
@@ -222,8 +201,7 @@ def _build_moving_fashion(cfg) -> DataBundle:
     images = {"train": _fashion_images("train"), "val": _fashion_images("t10k")}
     labels_tr = [i % d for i in range(opts["train_clips"])]
     labels_va = [i % d for i in range(opts["val_clips"])]
-    tr_idx = subset(list(range(len(labels_tr))), labels_tr, cfg.max_train_samples, cfg.seed)
-    va_idx = subset(list(range(len(labels_va))), labels_va, cfg.max_val_samples, cfg.seed + 1)
+    tr_idx, va_idx = limit_splits(range(len(labels_tr)), range(len(labels_va)), labels_tr, cfg, val_labels=labels_va)
 
     def make(split: str):
         pool = images[split]

@@ -55,14 +55,28 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, *, weights: str =
 @torch.no_grad()
 def predict_files(run_dir: str | Path, files: list[str | Path], *, weights: str = "model",
                   top_k: int = 1) -> list[dict[str, Any]]:
-    """Top classes and probabilities for each file, read with the run's preprocessing."""
+    """One row per file, read with the run's preprocessing.
+
+    Classification runs: ``{"file", "top"}`` with the ``top_k`` (class name, probability) pairs. Forecasting runs
+    (``task == "forecast"``): ``{"file", "forecast"}``, where ``forecast`` maps each series (column) name to its
+    ``horizon`` forecast values for the steps after the file's last ``lookback`` rows, in the data's units (the
+    adapter's ``postprocess`` undoes the per-window normalisation); no softmax is applied.
+    """
     model = load_run(run_dir, weights=weights)
     modality = model.run_config["modality"]
     pre = model.run_config.get("preprocessing", {})
+    forecast = getattr(model, "task", "classify") == "forecast"
     out = []
     for f in files:
         x = load_for_predict(modality, f, pre)
-        probs = torch.softmax(model(x[None]).float(), dim=-1)[0]
+        y = model(x[None]).float()[0]
+        if forecast:
+            horizon = int(pre["horizon"])
+            names = list(pre.get("columns") or [f"series{i}" for i in range(y.numel() // horizon)])
+            values = y.view(len(names), horizon).tolist()  # series-major: output s·H + h is series s, step h
+            out.append({"file": str(f), "forecast": dict(zip(names, values))})
+            continue
+        probs = torch.softmax(y, dim=-1)
         p, idx = probs.topk(min(top_k, probs.numel()))
         out.append({"file": str(f), "top": [(model.class_names[i], float(q)) for q, i in zip(p.tolist(), idx.tolist())]})
     return out

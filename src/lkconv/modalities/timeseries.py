@@ -20,6 +20,9 @@ Mappings (``mapping``):
     Gramian angular fields: every channel is resampled to S = ``map_size`` steps, min-max scaled to x̃ ∈ [-1, 1]
     and turned into three S×S images, GASF ``cos(φi + φj)``, GADF ``sin(φi − φj)`` (φ = arccos x̃) and the signed
     difference ``(zj − zi) / 2`` of the normalised values; 3·C channels (+C mask images ``mi·mj``). No parameters.
+``sequence``
+    No 2-D map: the normalised series itself, ``(B, C, L)`` (+C mask channels), for the sequence models
+    (``sgconvnet_*``, ``longconvnet_*``). No parameters.
 
 Forecasting (``horizon`` > 0): the backbone predicts C·H values (series-major: output ``s·H + h`` is series s, step
 h); :meth:`TimeSeriesAdapter.postprocess` undoes the per-window normalisation of the lookback, so forecasts, the
@@ -42,7 +45,7 @@ from .base import ModalityAdapter, register_adapter
 
 __all__ = ["TimeSeriesAdapter", "MAPPINGS", "masked_stats", "resample_linear", "gramian_fields"]
 
-MAPPINGS = ("square", "fold", "gaf")
+MAPPINGS = ("square", "fold", "gaf", "sequence")
 NORMS = ("instance", "none")
 
 
@@ -85,12 +88,13 @@ def gramian_fields(z: torch.Tensor) -> torch.Tensor:
 
 @register_adapter
 class TimeSeriesAdapter(ModalityAdapter):
-    """(B, C, L) series (NaN = missing) → (B, out_chans, H, W) map; see the module docstring for the mappings.
+    """(B, C, L) series (NaN = missing) → (B, out_chans, H, W) map (``sequence``: (B, out_chans, L)); see the module
+    docstring for the mappings.
 
     Args:
         in_chans: Channels (variables) of the series.
         length: Length L of every raw series.
-        mapping: ``square`` (reference), ``fold`` or ``gaf``.
+        mapping: ``square`` (reference), ``fold``, ``gaf`` or ``sequence`` (no map, for sequence models).
         map_size: Side of the map: the square's target side, the fold's default rows/columns, the GAF image side.
         embed_dim: Embedding width D of ``square``/``fold`` (default: ``square`` picks S ≈ map_size, ``fold`` 32).
         fold_cols: Row length (period) of ``fold``; default ``map_size // 2``.
@@ -137,6 +141,9 @@ class TimeSeriesAdapter(ModalityAdapter):
                                  f"{fold_rows}")
             self.embed = nn.Conv1d(cin, self.embed_dim, 3, padding=1)
             self.out_chans = self.embed_dim
+        elif mapping == "sequence":
+            self.embed_dim = None
+            self.out_chans = cin
         else:
             self.embed_dim = None
             self.out_chans = self.in_chans * (4 if self.mask_channel else 3)
@@ -178,6 +185,8 @@ class TimeSeriesAdapter(ModalityAdapter):
             if self.noise:
                 z = z + self.noise * torch.randn(z.shape) * mask
         m = mask.to(z.dtype)
+        if self.mapping == "sequence":
+            return torch.cat([z, m], 1) if self.mask_channel else z
         if self.mapping == "square":
             inp = torch.cat([z, m], 1) if self.mask_channel else z
             tokens = self.embed(inp).transpose(1, 2).flatten(1)  # (B, L·D), time-major

@@ -3,7 +3,9 @@
 ``SequenceConvNet``: a Conv1d embedding (``stem``), ``depth`` pre-norm residual blocks
 ``x + DropPath(mixer(LN(x)))``, ``x + DropPath(MLP(LN(x)))`` with the mixer an :class:`lkconv.layers.sgconv.SGConv`
 or a :class:`lkconv.layers.longconv.LongConv`, then mean pooling over time, LayerNorm and a Linear classifier.
-Input ``(B, C, L)``; features stay ``(B, dim, L)`` (no downsampling). It follows the model protocol where it applies:
+Input ``(B, C, L)``, or a map ``(B, C', H, W)`` with ``C'·H = C`` read as a sequence along W (so the audio
+adapter's log-mel map is a sequence of frames with the mel bins as channels); features stay ``(B, dim, L)`` (no
+downsampling). It follows the model protocol where it applies:
 ``forward_features``/``forward_head``/``forward_intermediates`` (over blocks), ``feature_info`` (reduction 1),
 ``reset_classifier``, ``prune_head``, ``set_grad_checkpointing``, ``group_matcher``, ``features_only``.
 
@@ -156,13 +158,19 @@ class SequenceConvNet(StagedConvNet):
             return checkpoint(block, x, use_reentrant=False)
         return block(x)
 
-    def _check_input(self, x: torch.Tensor) -> None:
+    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` as ``(B, in_chans, L)``; a 2-D map ``(B, C, H, W)`` with ``C·H == in_chans`` is read as a sequence
+        along W with C·H channels (a spectrogram's mel bins, an image's rows), so 2-D modality adapters feed it."""
+        if x.dim() == 4 and x.shape[1] * x.shape[2] == self.in_chans:
+            return x.flatten(1, 2)
         if x.dim() != 3 or x.shape[1] != self.in_chans:
-            raise ValueError(f"expected input (B, {self.in_chans}, L), got {tuple(x.shape)}")
+            raise ValueError(f"expected input (B, {self.in_chans}, L) or a map (B, C, H, W) with C·H = "
+                             f"{self.in_chans}, got {tuple(x.shape)}")
+        return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Embedding and blocks: ``(B, dim, L)``."""
-        self._check_input(x)
+        x = self._check_input(x)
         for i in range(self.depth):
             x = self._run_block(i, x)
         return x
@@ -181,7 +189,7 @@ class SequenceConvNet(StagedConvNet):
         intermediates_only: bool = False,
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
         """Block outputs ``(B, dim, L)`` at ``indices`` (None: all; int n: last n; list: those)."""
-        self._check_input(x)
+        x = self._check_input(x)
         take = feature_take_indices(self.depth, indices)
         last = max(take) if (stop_early or intermediates_only) else self.depth - 1
         intermediates = []
