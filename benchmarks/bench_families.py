@@ -1,8 +1,8 @@
 """Every family's smallest variant trained the same way on three built-in tasks, side by side (issue 5).
 
-Run (about 50 min on one thread; the table goes to docs/families.md)::
+Run (about 55 min on one thread with RepLKNet-31B trained on the time-series task; tables as in docs/families.md)::
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_families.py --out docs/families.md
+    OMP_NUM_THREADS=1 python benchmarks/bench_families.py --train-31b-on timeseries --out /tmp/bench_families.md
 
 For each task (an image, an audio and a time-series set) every family is trained through the real engine
 (``lkconv.engine.trainer.train``) with the task's one recipe: same epochs, batch size, learning rate and schedule,
@@ -19,12 +19,12 @@ warm-up, label smoothing, drop path (0) and seed for every family. Per (family, 
   timed round-robin in one process (:func:`_timing.interleaved_medians`), median of ``--repeats``,
 * training wall time and process CPU time (training and the final evaluation, as ``train`` runs them).
 
-RepLKNet's smallest registered variant, 31B (79 M parameters), costs ~20 s per training step of 32 samples on one
-thread at 32×32, about 40× UniRepLKNet-A, so by default it is not trained (``--train-31b-on TASK ...`` trains it; on
-the small time-series set that takes ~11 min): its row then has the parameters, MACs, throughput and the measured
-seconds per training step. The trained RepLKNet row is the same
-architecture (kernels 31-29-27-13 with the 5×5 branch, RepLK blocks + ConvFFNs) at UniRepLKNet-A's widths and
-depths (40-80-160-320, 2-2-6-2).
+RepLKNet's smallest registered variant, 31B (79 M parameters), costs ~18 s per training step of 32 samples on one
+thread at 32×32, two orders of magnitude more than UniRepLKNet-A (2+ hours for the image or audio recipe), so by
+default it is not trained (``--train-31b-on TASK ...`` trains it; on the small time-series set that takes ~13 min): its
+row then has the parameters, MACs, throughput and the measured seconds per training step with the projected time.
+The trained RepLKNet row is the same architecture (kernels 31-29-27-13 with the 5×5 branch, RepLK blocks + ConvFFNs)
+at UniRepLKNet-A's widths and depths (40-80-160-320, 2-2-6-2).
 
 The 2-D families read each task's 2-D map (image; log-mel map; Gramian angular fields of the series). The sequence
 models read sequences: the series itself (time-series ``mapping: sequence``), the log-mel map as a sequence of
