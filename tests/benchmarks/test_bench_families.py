@@ -5,20 +5,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import bench_families as bf  # noqa: E402
-
-
-@pytest.fixture
-def one_thread():
-    # tiny tensors: a second thread only adds OpenMP barriers, which cost seconds when the machine is busy
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_run_task_gives_a_complete_finite_row(tmp_path, one_thread):

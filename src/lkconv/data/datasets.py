@@ -15,7 +15,8 @@ import torch
 from torch.utils.data import Dataset
 
 __all__ = ["DataBundle", "DataError", "scan_class_folders", "stratified_split", "subset", "SampleDataset",
-           "resolve_splits", "limit_splits", "held_out_split", "FolderSplit", "split_class_folders"]
+           "resolve_splits", "check_option_keys", "limit_splits", "held_out_split", "FolderSplit",
+           "split_class_folders"]
 
 log = logging.getLogger("lkconv.data")
 
@@ -125,6 +126,13 @@ def resolve_splits(root: Path) -> tuple[Path, Path | None]:
                 return root / "train", root / name
         return root / "train", None
     return root, None
+
+
+def check_option_keys(args: dict, accepted: Sequence[str], modality: str) -> None:
+    """Rejects ``modality_args`` keys outside ``accepted``, naming them and listing what is accepted."""
+    unknown = sorted(set(args) - set(accepted))
+    if unknown:
+        raise DataError(f"modality_args: unknown {modality} option(s) {unknown}; accepted: {', '.join(accepted)}")
 
 
 def limit_splits(train: Sequence[int], val: Sequence[int], labels: Sequence[int], cfg, *,

@@ -37,7 +37,7 @@ import torch
 
 from ..modalities.pointcloud import PointCloudAdapter
 from .builtin import BuiltinSet, data_home, register
-from .datasets import DataBundle, DataError, SampleDataset, limit_splits, split_class_folders
+from .datasets import DataBundle, DataError, SampleDataset, check_option_keys, limit_splits, split_class_folders
 from .readers.pointcloud import Geometry, normalize_unit_sphere, random_pose, read_pointcloud, sample_surface
 
 __all__ = [
@@ -69,9 +69,7 @@ def point_options(cfg, *, builtin: bool = False) -> tuple[dict[str, Any], dict[s
     """
     args = dict(cfg.modality_args)
     accepted = _DATA_KEYS + _ADAPTER_KEYS + (_BUILTIN_KEYS if builtin else ())
-    unknown = sorted(set(args) - set(accepted))
-    if unknown:
-        raise DataError(f"modality_args: unknown pointcloud option(s) {unknown}; accepted: {', '.join(accepted)}")
+    check_option_keys(args, accepted, "pointcloud")
     opts: dict[str, Any] = {
         "num_points": args.get("num_points", 1024), "normals": args.get("normals", False),
         "rotation": args.get("rotation", "so3" if builtin else "z"), "scale": args.get("scale", [0.8, 1.25]),

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from ..modalities.video import VIDEO_LAYOUTS, VideoAdapter
 from .builtin import FASHION_MNIST_DIR, BuiltinSet, register
-from .datasets import DataBundle, DataError, SampleDataset, limit_splits, split_class_folders
+from .datasets import DataBundle, DataError, SampleDataset, check_option_keys, limit_splits, split_class_folders
 
 __all__ = [
     "MOVING_FASHION_DIRECTIONS",
@@ -55,9 +55,7 @@ def video_options(cfg, *, builtin: bool = False) -> tuple[dict[str, Any], dict[s
     """
     args = dict(cfg.modality_args)
     accepted = _DATA_KEYS + _ADAPTER_KEYS + (_BUILTIN_KEYS if builtin else ())
-    unknown = sorted(set(args) - set(accepted))
-    if unknown:
-        raise DataError(f"modality_args: unknown video option(s) {unknown}; accepted: {', '.join(accepted)}")
+    check_option_keys(args, accepted, "video")
     opts: dict[str, Any] = {"num_frames": args.get("num_frames", 16), "channels": args.get("channels", 1 if builtin
                                                                                                     else 3),
                             "aug": args.get("aug", "none" if builtin else "crop"),
