@@ -1,10 +1,10 @@
 """Benchmark lkconv's planned depthwise convolution against PyTorch's F.conv2d in NCHW and channels_last.
 
-For every grid point (C, H, k, B) and input layout the script first lets :func:`lkconv.ops.dwconv.depthwise_conv2d`
-plan the shape (first-use autotuning into a fresh cache directory, not timed), then times side by side, in one process
-and in round-robin order:
+For every grid point (C, H, k, B) the script first lets :func:`lkconv.ops.dwconv.depthwise_conv2d` plan the shape for
+each input layout (first-use autotuning into a fresh cache directory, not timed), then times side by side, in one
+process and in round-robin bursts (one round robin per point, so all methods of a point share the machine's state):
 
-* ``lkconv``: the planned op on the input in that layout, output in the same layout;
+* ``lkconv`` for each input layout: the planned op on the input in that layout, output in the same layout;
 * ``nchw``: ``F.conv2d`` on an NCHW input;
 * ``cl``: ``F.conv2d`` on a channels_last input;
 
@@ -31,6 +31,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _timing import steady_allocator  # noqa: E402
 
 GRID_C = (40, 64, 80, 160, 320, 640)
 GRID_H = (7, 14, 28, 56)
@@ -78,6 +82,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: One sample is a burst of back-to-back calls of one method lasting about this long (at most BURST_MAX_CALLS),
+#: after one untimed call. Sub-millisecond calls timed right after a *different* method measured up to 2x their
+#: steady time at 2 threads (e.g. identical oneDNN calls 0.11 vs 0.19 ms when the one before was PyTorch's slow NCHW
+#: path: allocator and cache state), so without this a method's time depended on its neighbour in the rotation.
+BURST_SECONDS = 2e-3
+BURST_MAX_CALLS = 50
+
+
 def bench_point(
     fns: dict[str, Callable[[], object]],
     budget_s: float,
@@ -85,20 +97,26 @@ def bench_point(
     stat: str = "median",
     clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[dict[str, float], str]:
-    """Median (or min) seconds of each fn, timed round-robin after one warm-up each.
+    """Median (or min) seconds per call of each fn: round-robin bursts after two warm-up calls each.
 
+    A sample is the mean over a burst of consecutive calls after an untimed one (see BURST_SECONDS); methods rotate
+    between bursts.
     Methods whose warm-up is over 20x the fastest (e.g. PyTorch's NCHW slow path at k >= 17) are timed once more and
-    not repeated. Returns (medians, comma-separated names of the methods timed once).
+    not repeated. Returns (per-call times, comma-separated names of the methods timed once).
     """
     warm = {}
     for name, fn in fns.items():
-        t0 = clock()
-        fn()
-        warm[name] = clock() - t0
+        for _ in range(2):  # the second call sizes the bursts: the first may include one-off costs (plans, primitives)
+            t0 = clock()
+            fn()
+            warm[name] = clock() - t0
+            if warm[name] > 0.05:  # slow enough that one-off costs do not matter (and PyTorch's NCHW k >= 17 path
+                break  # can take seconds per call)
     fastest = min(warm.values())
     slow = [n for n, t in warm.items() if t > 20 * fastest and t > 0.05]
     fast = [n for n in fns if n not in slow]
-    per_round = sum(warm[n] for n in fast)
+    calls = {n: int(min(BURST_MAX_CALLS, max(1, BURST_SECONDS // max(warm[n], 1e-9)))) for n in fast}
+    per_round = sum(warm[n] * calls[n] for n in fast)
     reps = int(max(5, min(max_reps, budget_s / max(per_round, 1e-6))))
     samples: dict[str, list[float]] = {n: [] for n in fns}
     for n in slow:
@@ -108,9 +126,11 @@ def bench_point(
     for r in range(reps):
         for i in range(len(fast)):  # rotate the order: no method always runs right after the same one
             n = fast[(i + r) % len(fast)]
+            fns[n]()  # untimed: absorbs the switch from the previous method
             t0 = clock()
-            fns[n]()
-            samples[n].append(clock() - t0)
+            for _ in range(calls[n]):
+                fns[n]()
+            samples[n].append((clock() - t0) / calls[n])
     reduce = statistics.median if stat == "median" else min
     return {n: reduce(v) for n, v in samples.items()}, ",".join(slow)
 
@@ -134,6 +154,33 @@ def summary(rows: list[Row], layout: str) -> str:
         f"**{worst.lk_ms / worst.best_ms:.2f}** at B{worst.b} C{worst.c} H{worst.h} k{worst.k} "
         f"({worst.algo}: {worst.lk_ms:.3f} ms vs {worst.best_name} {worst.best_ms:.3f} ms); "
         f"points more than 5% slower than the best layout: {len(over5)}\n"
+    )
+
+
+def summary_free_layout(rows: list[Row]) -> str:
+    """Markdown summary per grid point when the caller picks the layout, as with PyTorch's "best layout".
+
+    lkconv's time is its faster input layout at the point (a network optimised by lkconv runs in the layout its plans
+    prefer; an NCHW-in, NCHW-out call cannot use channels_last for free) against the faster of PyTorch's two layouts.
+    """
+    points: dict[tuple[int, int, int, int], dict[str, Row]] = {}
+    for r in rows:
+        points.setdefault((r.b, r.c, r.h, r.k), {})[r.layout] = r
+    both = [d for d in points.values() if len(d) == 2]
+    if not both:
+        return ""
+    pairs = [(min(d.values(), key=lambda r: r.lk_ms), min(r.best_ms for r in d.values())) for d in both]
+    ratios = [best / r.lk_ms for r, best in pairs]
+    over_nchw = [d["nchw"].nchw_ms / r.lk_ms for d, (r, _) in zip(both, pairs)]
+    worst_r, worst_best = min(pairs, key=lambda p: p[1] / p[0].lk_ms)
+    over5 = sum(1 for r, best in pairs if r.lk_ms > 1.05 * best)
+    return (
+        f"- layout chosen freely (lkconv's faster input layout vs PyTorch's faster layout), {len(pairs)} points: "
+        f"geomean speed-up over the best PyTorch layout **{geomean(ratios):.2f}x**, over F.conv2d NCHW "
+        f"**{geomean(over_nchw):.2f}x**; "
+        f"worst lkconv/best ratio **{worst_r.lk_ms / worst_best:.2f}** at B{worst_r.b} C{worst_r.c} H{worst_r.h} "
+        f"k{worst_r.k} ({worst_r.layout} input, {worst_r.algo}: {worst_r.lk_ms:.3f} ms vs {worst_best:.3f} ms); "
+        f"points more than 5% slower than the best layout: {over5}\n"
     )
 
 
@@ -175,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         "by other processes on a shared machine)",
     )
     ap.add_argument("--max-gb", type=float, default=2.0, help="skip points whose input tensor exceeds this")
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="leave glibc's malloc settings alone (default: steady_allocator(), see benchmarks/_timing.py)")
     ap.add_argument("--out", default=None, help="also write the markdown report to this file")
     args = ap.parse_args(argv)
 
@@ -194,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     from lkconv.ops import dwconv
 
     torch.set_num_threads(args.threads)
+    malloc = "glibc defaults" if args.default_malloc else (
+        "steady (mallopt: mmap threshold 32 MiB, no trim)" if steady_allocator() else "glibc defaults (mallopt n/a)")
     clock = time.thread_time if args.clock == "thread" else time.perf_counter
     ints = lambda s: tuple(int(v) for v in s.split(",") if v)  # noqa: E731
     batches = ints(args.batches)
@@ -213,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"Machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
         f"{args.threads} torch threads, direct kernel {'available' if dwconv.direct_available() else 'UNAVAILABLE'}, "
-        f"statistic: {args.stat} over round-robin repeats, clock: {args.clock}\n"
+        f"statistic: {args.stat} over round-robin bursts, clock: {args.clock}, malloc: {malloc}\n"
         f"Command: python {' '.join(sys.argv)}\n"
     )
     print(header, flush=True)
@@ -230,26 +281,26 @@ def main(argv: list[str] | None = None) -> int:
             for k in ks:
                 w = torch.randn(c, 1, k, k, generator=gen) / k
                 p = k // 2
+                inputs = {lay: (xc if lay == "nhwc" else x) for lay in layouts}
+                with torch.no_grad():
+                    algos = {lay: dwconv.plan_for(xin, w, None, p) for lay, xin in inputs.items()}
+                    fns = {f"lk_{lay}": (lambda xin=xin, w=w, p=p: dwconv.depthwise_conv2d(xin, w, None, p))
+                           for lay, xin in inputs.items()}
+                    fns["nchw"] = lambda x=x, w=w, p=p, c=c: F.conv2d(x, w, None, 1, p, 1, c)
+                    fns["cl"] = lambda xc=xc, w=w, p=p, c=c: F.conv2d(xc, w, None, 1, p, 1, c)
+                    med, single = bench_point(fns, args.budget, args.max_reps, args.stat, clock)
                 for layout in layouts:
-                    xin = xc if layout == "nhwc" else x
-                    with torch.no_grad():
-                        algo = dwconv.plan_for(xin, w, None, p)
-                        fns = {
-                            "lkconv": lambda xin=xin, w=w, p=p: dwconv.depthwise_conv2d(xin, w, None, p),
-                            "nchw": lambda x=x, w=w, p=p, c=c: F.conv2d(x, w, None, 1, p, 1, c),
-                            "cl": lambda xc=xc, w=w, p=p, c=c: F.conv2d(xc, w, None, 1, p, 1, c),
-                        }
-                        med, single = bench_point(fns, args.budget, args.max_reps, args.stat, clock)
-                    row = Row(layout, b, c, h, k, algo, med["lkconv"] * 1e3, med["nchw"] * 1e3, med["cl"] * 1e3,
-                              dwconv.useful_macs(b, c, h, h, k, 1, p) * 1e-9, single)
+                    row = Row(layout, b, c, h, k, algos[layout], med[f"lk_{layout}"] * 1e3, med["nchw"] * 1e3,
+                              med["cl"] * 1e3, dwconv.useful_macs(b, c, h, h, k, 1, p) * 1e-9, single)
                     rows.append(row)
                     print(
-                        f"[{time.time() - t_start:6.0f}s] {layout} B{b} C{c} H{h} k{k}: {algo:14s} "
+                        f"[{time.time() - t_start:6.0f}s] {layout} B{b} C{c} H{h} k{k}: {row.algo:14s} "
                         f"lk {row.lk_ms:8.3f}  nchw {row.nchw_ms:8.3f}  cl {row.cl_ms:8.3f}  "
                         f"vs best {row.best_ms / row.lk_ms:5.2f}",
                         flush=True,
                     )
-    report = header + "\n" + "".join(summary(rows, lay) for lay in layouts) + "\n" + table(rows)
+    report = (header + "\n" + "".join(summary(rows, lay) for lay in layouts) + summary_free_layout(rows) + "\n"
+              + table(rows))
     print("\n" + report)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:

@@ -9,6 +9,7 @@ import lkconv
 from lkconv.deploy import optimize_for_inference
 from lkconv.deploy.optimize import FastUniRepLKNetBlock, _auto_micro_batch
 from lkconv.ops.dwconv import PlannedDepthwiseConv2d
+from lkconv.ops.fused import PW1_PATHS, PW2_PATHS
 
 
 @pytest.fixture(autouse=True)
@@ -38,6 +39,41 @@ def test_fp32_equals_original(variant, randomize):
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     with torch.no_grad():
         assert _rel(fast(x[:1]), model(x[:1])) < 1e-4
+
+
+@pytest.mark.parametrize("pw1", PW1_PATHS)
+@pytest.mark.parametrize("pw2", PW2_PATHS)
+def test_every_pointwise_path_equals_original(pw1, pw2, randomize):
+    model = lkconv.create_model("unireplknet_a", num_classes=10).eval()
+    randomize(model)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)
+    fast = optimize_for_inference(model, x, micro_batch=None, choose_pointwise=False)
+    blocks = [b for b in fast.net.modules() if isinstance(b, FastUniRepLKNetBlock)]
+    assert {(b.pw1_path, b.pw2_path) for b in blocks} == {("conv_gelu", "conv_add")}  # not measured: the default
+    for b in blocks:
+        b.pw1_path, b.pw2_path = pw1, pw2
+    assert _rel(fast(x), ref) < 1e-4
+
+
+def test_pointwise_paths_are_measured_per_block(monkeypatch):
+    model = lkconv.create_model("unireplknet_a", num_classes=10).eval()
+    x = torch.randn(2, 3, 64, 64)
+    from lkconv.deploy import optimize as opt_mod
+
+    measured = []
+
+    def fake_measure(fns, reps):  # deterministic: the last candidate is "fastest"
+        measured.append(tuple(fns))
+        return {name: float(len(fns) - i) for i, name in enumerate(fns)}
+
+    monkeypatch.setattr(opt_mod, "_measure", fake_measure)
+    fast = optimize_for_inference(model, x)
+    blocks = [b for b in fast.net.modules() if isinstance(b, FastUniRepLKNetBlock)]
+    assert measured.count(PW1_PATHS) == measured.count(PW2_PATHS) == len(blocks)
+    assert all(b.pw1_path == PW1_PATHS[-1] and b.pw2_path == PW2_PATHS[-1] and not b.calibrate for b in blocks)
+    assert "pw1=linear, pw2=linear" in repr(blocks[0])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -285,7 +285,7 @@ def test_save_is_atomic(monkeypatch):
 
 
 def test_heuristic_mode_times_nothing(monkeypatch):
-    def no_timing(fn):
+    def no_timing(fn, calls=1, settle=False):
         raise AssertionError("heuristic mode must not time anything")
 
     monkeypatch.setattr(dwconv, "_time_call", no_timing)
@@ -306,7 +306,7 @@ def test_heuristic_mode_times_nothing(monkeypatch):
 def test_autotune_measures_once(monkeypatch):
     calls = []
     real = dwconv._time_call
-    monkeypatch.setattr(dwconv, "_time_call", lambda fn: calls.append(1) or real(fn))
+    monkeypatch.setattr(dwconv, "_time_call", lambda fn, n=1, settle=False: calls.append(1) or real(fn, n, settle))
     plans.set_autotune(True)
     x, w = torch.randn(1, 16, 8, 8), torch.randn(16, 1, 5, 5)
     depthwise_conv2d(x, w)

@@ -12,7 +12,14 @@ from lkconv.ops.fused import (
     gelu_grn_reference,
     layer_norm_channels,
     layer_norm_channels_reference,
+    PW1_PATHS,
+    PW2_PATHS,
+    pointwise_add,
+    pointwise_gelu,
+    se_gate,
+    se_gate_reference,
 )
+from lkconv.layers.se import SEBlock
 
 needs_ext = pytest.mark.skipif(_dwconv_ext.load() is None, reason="C kernels unavailable (no compiler)")
 
@@ -56,6 +63,49 @@ def test_gelu_grn_overwrites_and_handles_tails_and_denormals():
     assert out.data_ptr() == y.data_ptr()  # in place
     assert torch.isfinite(out).all()
     assert _rel(out, ref) < 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["cl", "nchw"])
+def test_pointwise_paths_match_conv(dtype, layout):
+    g = torch.Generator().manual_seed(3)
+    x = (torch.randn(2, 24, 5, 7, generator=g)).to(dtype)
+    x = _cl(x) if layout == "cl" else x
+    w, b = torch.randn(40, 24, 1, 1, generator=g).to(dtype) / 5, torch.randn(40, generator=g).to(dtype)
+    res = _cl(torch.randn(2, 40, 5, 7, generator=g)).to(dtype)
+    ref = F.conv2d(x.float(), w.float(), b.float())
+    for path in PW1_PATHS:
+        y, gelu_done = pointwise_gelu(x, w, b, path)
+        assert y.shape == ref.shape and y.dtype == dtype
+        assert _rel(y, F.gelu(ref) if gelu_done else ref) < TOL[dtype], path
+        if layout == "cl":
+            assert gelu_done == (path == "conv_gelu") and y.is_contiguous(memory_format=torch.channels_last)
+    for path in PW2_PATHS:
+        out = pointwise_add(x, w, b, res, path)
+        assert out.dtype == dtype and _rel(out, ref + res.float()) < TOL[dtype], path
+    with pytest.raises(ValueError, match="path must be one of"):
+        pointwise_gelu(x, w, b, "fft")
+    with pytest.raises(ValueError, match="path must be one of"):
+        pointwise_add(x, w, b, res, "fft")
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(2, 40, 9, 7), (3, 17, 5, 5), (1, 64, 1, 1), (4, 160, 4, 4)])
+def test_se_gate_matches_seblock(dtype, shape):
+    torch.manual_seed(2)
+    se = SEBlock(shape[1], max(1, shape[1] // 4)).to(dtype)
+    y = _cl(torch.randn(shape) * 2 + 0.5).to(dtype)
+    with torch.no_grad():
+        ref = SEBlock.forward(se.float(), y.float())  # the module's own forward, in fp32
+        se = se.to(dtype)
+        out = se_gate(y, se.down.weight, se.down.bias, se.up.weight, se.up.bias)
+    assert out.data_ptr() == y.data_ptr() and out.dtype == dtype  # gated in place
+    assert _rel(out, ref) < TOL[dtype]
+    torch.testing.assert_close(  # the fallback (NCHW input) is the module's formula
+        se_gate_reference(ref.contiguous(), se.down.weight.float(), se.down.bias.float(), se.up.weight.float(),
+                          se.up.bias.float()),
+        se.float()(ref.contiguous()))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

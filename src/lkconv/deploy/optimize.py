@@ -5,10 +5,12 @@ Steps, each one exact in real arithmetic:
 1. copy the model, ``eval()``, re-parameterize (Dilated Reparam Blocks, BatchNorms, GRN β, layer scale);
 2. keep one memory format for the whole network: channels_last (NHWC in memory, NCHW logically), so no block
    pays a layout round trip;
-3. run the dense layers as oneDNN 1×1 convolutions on that layout (no permutes; on AVX-512 machines with full-width
-   units oneDNN is also faster than MKL's ``F.linear``), with GELU and the residual addition in the convolution's
-   epilogue (``torch.ops.mkldnn._convolution_pointwise``, the op inductor uses; plain torch where it is missing);
-4. GRN, and the stem's and downsampling layers' LayerNorm (+ GELU), run as fused C kernels
+3. run the dense layers on that layout without permutes, each block's two pointwise layers on the path measured
+   fastest for its activations (:func:`~lkconv.ops.fused.pointwise_gelu` / :func:`~lkconv.ops.fused.pointwise_add`):
+   a oneDNN 1×1 convolution with GELU or the residual addition in its epilogue
+   (``torch.ops.mkldnn._convolution_pointwise``, the op inductor uses), the convolution alone (GELU then runs in the
+   GRN kernel, the addition in place), or ``F.linear`` on the NHWC view;
+4. GRN, the SE, and the stem's and downsampling layers' LayerNorm (+ GELU), run as fused C kernels
    (:mod:`lkconv.ops.fused`) — the plain module spends about a third of its time in these element-wise passes;
 5. every stride-1 depthwise convolution becomes a :class:`~lkconv.ops.dwconv.PlannedDepthwiseConv2d`, its
    algorithm chosen per shape by measurement (or the plan cache) on ``example_input``;
@@ -29,9 +31,10 @@ from ..layers.dilated_reparam import DilatedReparamBlock
 from ..models._base import StagedConvNet
 from ..models._reparam import reparameterize_model
 from ..models.unireplknet import UniRepLKNetBlock
-from ..ops.dwconv import PlannedDepthwiseConv2d
+from ..ops.dwconv import PlannedDepthwiseConv2d, _measure
 from ..layers.norm import LayerNorm2d
-from ..ops.fused import conv1x1_add, conv1x1_gelu, gelu_grn, layer_norm_channels
+from ..ops.fused import (PW1_PATHS, PW2_PATHS, gelu_grn, layer_norm_channels, pointwise_add, pointwise_gelu,
+                         se_gate)
 
 __all__ = ["optimize_for_inference", "OptimizedModel", "FastUniRepLKNetBlock"]
 
@@ -65,11 +68,33 @@ class FastUniRepLKNetBlock(nn.Module):
         self.grn_gamma = nn.Parameter(block.act[1].gamma.detach().reshape(1, -1, 1, 1).clone())
         self.pw2 = _linear_to_conv1x1(block.pwconv2[0])
 
+        self.pw1_path, self.pw2_path = "conv_gelu", "conv_add"
+        self.calibrate = False  # set by optimize_for_inference for its example forward
+
+    def _ffn_in(self, y: torch.Tensor, path: str) -> torch.Tensor:
+        y, gelu_done = pointwise_gelu(y, self.pw1.weight, self.pw1.bias, path)
+        return gelu_grn(y, self.grn_gamma, gelu_done=gelu_done)  # (γ·N(x) + 1)·GELU(x): C kernels when available
+
+    def _choose_paths(self, y: torch.Tensor, x: torch.Tensor) -> None:
+        """Measure the ways of running the two pointwise layers on these inputs; keep the fastest of each."""
+        times = _measure({p: (lambda p=p: self._ffn_in(y, p)) for p in PW1_PATHS}, None)
+        self.pw1_path = min(times, key=times.__getitem__)
+        z = self._ffn_in(y, self.pw1_path)
+        times = _measure({p: (lambda p=p: pointwise_add(z, self.pw2.weight, self.pw2.bias, x, p)) for p in PW2_PATHS},
+                         None)
+        self.pw2_path = min(times, key=times.__getitem__)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.se(self.dwconv(x))
-        y, gelu_done = conv1x1_gelu(y, self.pw1.weight, self.pw1.bias)  # GELU in oneDNN's epilogue when it can
-        y = gelu_grn(y, self.grn_gamma, gelu_done=gelu_done)  # (γ·N(x) + 1)·GELU(x): C kernels when available
-        return conv1x1_add(y, self.pw2.weight, self.pw2.bias, x)  # x + pw2(y), the addition in the epilogue
+        se = self.se
+        y = se_gate(self.dwconv(x), se.down.weight, se.down.bias, se.up.weight, se.up.bias)  # in place when it can
+        if self.calibrate:
+            self._choose_paths(y, x)
+            self.calibrate = False
+        y = self._ffn_in(y, self.pw1_path)
+        return pointwise_add(y, self.pw2.weight, self.pw2.bias, x, self.pw2_path)  # x + pw2(y)
+
+    def extra_repr(self) -> str:
+        return f"pw1={self.pw1_path}, pw2={self.pw2_path}"
 
 
 class FastLayerNorm2d(nn.Module):
@@ -183,7 +208,8 @@ def _plan_depthwise(module: nn.Module) -> int:
 @torch.no_grad()
 def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, *, dtype: torch.dtype = torch.float32,
                            compile: bool = False, channels_last: bool = True,
-                           plan_depthwise: bool = True, micro_batch: int | str | None = "auto") -> OptimizedModel:
+                           plan_depthwise: bool = True, micro_batch: int | str | None = "auto",
+                           choose_pointwise: bool = True) -> OptimizedModel:
     """Returns a fused, layout-consistent, planned copy of ``model`` whose outputs equal the original's.
 
     Args:
@@ -195,6 +221,9 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, *, dty
         plan_depthwise: Swap depthwise convolutions for planned ones.
         micro_batch: Run the stem and the first two stages on slices of this many samples (see
             :class:`OptimizedModel`); ``"auto"`` sizes them from ``example_input``, None runs whole batches.
+        choose_pointwise: Measure, per block, how to run its two pointwise layers (oneDNN with GELU / the residual
+            addition in the epilogue, oneDNN alone, or ``F.linear``; see :func:`lkconv.ops.fused.pointwise_gelu`)
+            on ``example_input``'s activations; False keeps oneDNN with the epilogues.
     """
     if not (micro_batch is None or micro_batch == "auto" or (isinstance(micro_batch, int) and micro_batch > 0)):
         raise ValueError(f"micro_batch must be a positive int, 'auto' or None, got {micro_batch!r}")
@@ -216,6 +245,13 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, *, dty
     wrapped = OptimizedModel(net, dtype, channels_last, micro_batch if isinstance(net, StagedConvNet) else None)
     wrapped.eval()
     wrapped(example_input)  # measures the depthwise plans for these shapes (or reads them from the cache)
+    if choose_pointwise:
+        blocks = [m for m in net.modules() if isinstance(m, FastUniRepLKNetBlock)]
+        for block in blocks:
+            block.calibrate = True
+        wrapped(example_input)  # each block measures its pointwise paths on the activations it sees
+        for block in blocks:
+            block.calibrate = False
     if compile:
         wrapped._compiled = torch.compile(net, dynamic=False)
         wrapped(example_input)

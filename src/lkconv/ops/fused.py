@@ -2,7 +2,8 @@
 
 * ``gelu_grn``: GELU followed by GRN in two passes;
 * ``layer_norm_channels``: LayerNorm over the channels of every pixel (the channels-first LayerNorm), optionally
-  followed by GELU, in one pass.
+  followed by GELU, in one pass;
+* ``se_gate``: Squeeze-and-Excitation, pooled in one pass and gated in place.
 
 Each has a plain torch path (any layout, differentiable) that it falls back to, and the tests check both agree.
 
@@ -23,12 +24,18 @@ import torch.nn.functional as F
 from . import _dwconv_ext
 
 __all__ = [
+    "PW1_PATHS",
+    "PW2_PATHS",
     "conv1x1_add",
     "conv1x1_gelu",
     "gelu_grn",
     "gelu_grn_reference",
     "layer_norm_channels",
     "layer_norm_channels_reference",
+    "pointwise_add",
+    "pointwise_gelu",
+    "se_gate",
+    "se_gate_reference",
 ]
 
 
@@ -68,13 +75,45 @@ def gelu_grn(y: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor | None = N
     bf = int(y.dtype == torch.bfloat16)
     threads = torch.get_num_threads()
     sumsq = torch.empty(b, c, dtype=torch.float32)
-    if lib.lk_gelu_sumsq(y.data_ptr(), b, h * w, c, bf, int(not gelu_done), sumsq.data_ptr(), threads):
-        raise MemoryError("lk_gelu_sumsq: out of memory for the per-thread partial sums")
+    if lib.lk_channel_stats(y.data_ptr(), b, h * w, c, bf, int(not gelu_done), sumsq.data_ptr(), threads):
+        raise MemoryError("lk_channel_stats: out of memory for the per-thread partial sums")
     gx = sumsq.sqrt_()
     nx = gx / (gx.mean(dim=1, keepdim=True) + 1e-6)
     scale = torch.addcmul(torch.ones(()), gamma.reshape(1, c).float(), nx).contiguous()
     lib.lk_scale_channels(y.data_ptr(), scale.data_ptr(), b, h * w, c, bf, threads)
     return y + beta.reshape(1, -1, 1, 1).to(y.dtype) if beta is not None else y
+
+
+def se_gate_reference(y: torch.Tensor, down_weight: torch.Tensor, down_bias: torch.Tensor | None,
+                      up_weight: torch.Tensor, up_bias: torch.Tensor | None) -> torch.Tensor:
+    """Squeeze-and-Excitation in torch (UniRepLKNet's SEBlock): ``y * σ(up(ReLU(down(mean_HW y))))``."""
+    s = y.mean(dim=(2, 3), keepdim=True)
+    s = torch.sigmoid(F.conv2d(F.relu(F.conv2d(s, down_weight, down_bias)), up_weight, up_bias))
+    return y * s
+
+
+def se_gate(y: torch.Tensor, down_weight: torch.Tensor, down_bias: torch.Tensor | None, up_weight: torch.Tensor,
+            up_bias: torch.Tensor | None) -> torch.Tensor:
+    """Squeeze-and-Excitation with 1×1-conv weights (hidden, C, 1, 1) and (C, hidden, 1, 1). May overwrite ``y``.
+
+    With the C kernels (channels_last fp32/bf16, no gradient): the pooling is one read of ``y`` summed in fp32, the
+    two small layers run as ``F.linear`` on the (B, C) means in fp32 (bf16 GEMMs this small cost more than the
+    casts),
+    and the gating multiplies ``y`` in place: two passes over ``y`` and no new activation-sized tensor.
+    """
+    lib = _dwconv_ext.load() if _kernel_applies(y) else None
+    if lib is None:
+        return se_gate_reference(y, down_weight, down_bias, up_weight, up_bias)
+    b, c, h, w = y.shape
+    threads = torch.get_num_threads()
+    sums = torch.empty(b, c, dtype=torch.float32)
+    if lib.lk_channel_stats(y.data_ptr(), b, h * w, c, int(y.dtype == torch.bfloat16), 2, sums.data_ptr(), threads):
+        raise MemoryError("lk_channel_stats: out of memory for the per-thread partial sums")
+    m = sums.mul_(1.0 / (h * w))
+    hidden = F.relu(F.linear(m, down_weight.flatten(1).float(), None if down_bias is None else down_bias.float()))
+    gate = torch.sigmoid_(F.linear(hidden, up_weight.flatten(1).float(), None if up_bias is None else up_bias.float()))
+    lib.lk_scale_channels(y.data_ptr(), gate.data_ptr(), b, h * w, c, int(y.dtype == torch.bfloat16), threads)
+    return y
 
 
 def _onednn_pointwise():
@@ -108,6 +147,57 @@ def conv1x1_add(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     if op is None or not residual.is_contiguous(memory_format=torch.channels_last):
         return residual + F.conv2d(x, weight, bias)
     return op.binary(x, residual, weight, bias, [0, 0], [1, 1], [1, 1], 1, "add", None, None, [], None)
+
+
+#: Ways to run the FFN's first pointwise layer with its GELU (see :func:`pointwise_gelu`).
+PW1_PATHS = ("conv_gelu", "conv", "linear")
+#: Ways to run the FFN's second pointwise layer with the residual addition (see :func:`pointwise_add`).
+PW2_PATHS = ("conv_add", "conv", "linear")
+
+
+def _linear_nhwc(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A 1×1 convolution of a channels_last tensor as ``F.linear`` on its NHWC view; the result is channels_last."""
+    return F.linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias).permute(0, 3, 1, 2)
+
+
+def pointwise_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                   path: str = "conv_gelu") -> tuple[torch.Tensor, bool]:
+    """The 1×1 convolution ``weight`` (N, K, 1, 1) of ``x``, by ``path``; returns (output, gelu_applied).
+
+    ``conv_gelu``: oneDNN with GELU in its epilogue (:func:`conv1x1_gelu`); ``conv``: oneDNN alone; ``linear``:
+    ``F.linear`` on the NHWC view (MKL's GEMM). With ``gelu_applied=False`` the caller applies GELU (fused into
+    :func:`gelu_grn`). Which is fastest depends on the shape and dtype (measured: oneDNN's GELU epilogue costs up to
+    a third of the GEMM in bf16, and MKL wins some small-K fp32 layers), hence the choice per layer.
+    """
+    if path == "conv_gelu":
+        return conv1x1_gelu(x, weight, bias)
+    if path == "linear" and _onednn_applies(x):
+        return _linear_nhwc(x, weight, bias), False
+    if path in PW1_PATHS:
+        op = _onednn_pointwise() if _onednn_applies(x) else None
+        if op is None:
+            return F.conv2d(x, weight, bias), False
+        return op(x, weight, bias, [0, 0], [1, 1], [1, 1], 1, "none", [], "none"), False
+    raise ValueError(f"path must be one of {PW1_PATHS}, got {path!r}")
+
+
+def pointwise_add(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, residual: torch.Tensor,
+                  path: str = "conv_add") -> torch.Tensor:
+    """``residual + conv1x1(x)`` by ``path``: ``conv_add`` (the addition in oneDNN's epilogue, :func:`conv1x1_add`),
+    ``conv`` (oneDNN, then an in-place addition) or ``linear`` (``F.linear`` on the NHWC view, then the addition).
+    Measured: the epilogue is often *slower* than a separate in-place addition (up to 1.3x on a 40-channel layer)."""
+    if path == "conv_add":
+        return conv1x1_add(x, weight, bias, residual)
+    if path not in PW2_PATHS:
+        raise ValueError(f"path must be one of {PW2_PATHS}, got {path!r}")
+    if not _onednn_applies(x) or residual.dtype != x.dtype or not residual.is_contiguous(
+            memory_format=torch.channels_last):
+        return residual + F.conv2d(x, weight, bias)
+    if path == "linear":
+        return _linear_nhwc(x, weight, bias).add_(residual)
+    op = _onednn_pointwise()
+    y = F.conv2d(x, weight, bias) if op is None else op(x, weight, bias, [0, 0], [1, 1], [1, 1], 1, "none", [], "none")
+    return y.add_(residual)
 
 
 def layer_norm_channels_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,

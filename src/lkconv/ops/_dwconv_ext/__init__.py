@@ -87,8 +87,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.lk_dwconv2d_raw.restype = i32
     lib.lk_dwconv2d_grad_weight.argtypes = [vp, vp, vp] + [i64] * 6 + [i32] * 4 + [i64] * 2 + [i32]
     lib.lk_dwconv2d_grad_weight.restype = i32
-    lib.lk_gelu_sumsq.argtypes = [vp, i64, i64, i64, i32, i32, vp, i32]
-    lib.lk_gelu_sumsq.restype = i32
+    lib.lk_channel_stats.argtypes = [vp, i64, i64, i64, i32, i32, vp, i32]
+    lib.lk_channel_stats.restype = i32
     lib.lk_scale_channels.argtypes = [vp, vp, i64, i64, i64, i32, i32]
     lib.lk_scale_channels.restype = None
     lib.lk_layernorm_rows.argtypes = [vp, vp, vp, vp, i64, i64, ctypes.c_float, i32, i32, i32]

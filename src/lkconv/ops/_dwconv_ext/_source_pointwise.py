@@ -4,10 +4,10 @@ Between the two 1×1 convolutions of the FFN the plain module makes four passes 
 (GELU, the GRN norm over H×W, the GRN scaling, and the reads in between): on a CPU they cost about as much as the
 convolutions of the small models. Two passes do the same work here:
 
-* ``lk_gelu_sumsq``: exact GELU, 0.5·x·(1 + erf(x/√2)), in place, and per (sample, channel) the sum of squares of
-  the result (the GRN statistic), in one read and one write (or only the statistic, read-only, when the GELU was
-  already applied by the convolution before it);
-* ``lk_scale_channels``: y[b, :, c] *= s[b, c] in place (the GRN scaling, s = 1 + γ·N(x));
+* ``lk_channel_stats``: exact GELU, 0.5·x·(1 + erf(x/√2)), in place, and per (sample, channel) the sum of squares
+  of the result (the GRN statistic), in one read and one write (or only the statistic, read-only, when the GELU was
+  already applied by the convolution before it); or per (sample, channel) the plain sum (the SE's pooling);
+* ``lk_scale_channels``: y[b, :, c] *= s[b, c] in place (the GRN scaling, s = 1 + γ·N(x); the SE's gating);
 * ``lk_layernorm_rows``: LayerNorm over the channels of each pixel (optionally followed by GELU), the stem's and
   the downsampling layers' channels-first LayerNorm on a channels_last tensor, where ``F.layer_norm`` over 20–80
   channels spends most of its time per row.
@@ -152,6 +152,34 @@ static void sumsq_row_bf16(const uint16_t* restrict row, float* restrict acc, in
     }
 }
 
+static void sum_row_f32(const float* restrict row, float* restrict acc, int64_t C) {
+    int64_t c = 0;
+    for (; c + VL <= C; c += VL) {
+        v16 v, a;
+        memcpy(&v, row + c, 64);
+        memcpy(&a, acc + c, 64);
+        a += v;
+        memcpy(acc + c, &a, 64);
+    }
+    for (; c < C; ++c) acc[c] += row[c];
+}
+
+static void sum_row_bf16(const uint16_t* restrict row, float* restrict acc, int64_t C) {
+    int64_t c = 0;
+    for (; c + VL <= C; c += VL) {
+        v16 a;
+        memcpy(&a, acc + c, 64);
+        a += lk_vload_bf16(row + c);
+        memcpy(acc + c, &a, 64);
+    }
+    for (; c < C; ++c) {
+        uint32_t u = (uint32_t)row[c] << 16;
+        float v;
+        memcpy(&v, &u, 4);
+        acc[c] += v;
+    }
+}
+
 static void gelu_sumsq_row_f32(float* restrict row, float* restrict acc, int64_t C) {
     int64_t c = 0;
     for (; c + VL <= C; c += VL) {
@@ -191,9 +219,11 @@ static void gelu_sumsq_row_bf16(uint16_t* restrict row, float* restrict acc, int
     }
 }
 
-/* y (B, HW, C): in place y = gelu(y) when gelu != 0; sumsq (B, C) = sum over HW of y^2.
+/* Per (sample, channel) statistics of y (B, HW, C) into out (B, C):
+ *   mode 0: sum over HW of y^2;  mode 1: y = gelu(y) in place, then the sum of y^2 (the GRN statistic);
+ *   mode 2: sum over HW of y (the SE pooling, times HW).
  * Returns 0, or 1 if out of memory. */
-int lk_gelu_sumsq(void* y, int64_t B, int64_t HW, int64_t C, int bf, int gelu, float* sumsq, int nthreads) {
+int lk_channel_stats(void* y, int64_t B, int64_t HW, int64_t C, int bf, int mode, float* out, int nthreads) {
     if (nthreads < 1) nthreads = 1;
     int64_t P = (2 * (int64_t)nthreads + B - 1) / B;  /* chunks of HW per sample: >= 2 tasks per thread */
     if (P > HW) P = HW;
@@ -215,9 +245,12 @@ int lk_gelu_sumsq(void* y, int64_t B, int64_t HW, int64_t C, int bf, int gelu, f
         float* acc = part + task * C;
         for (int64_t hw = h0; hw < h1; ++hw) {
             const int64_t off = (b * HW + hw) * C;
-            if (gelu) {
+            if (mode == 1) {
                 if (bf) gelu_sumsq_row_bf16((uint16_t*)y + off, acc, C);
                 else gelu_sumsq_row_f32((float*)y + off, acc, C);
+            } else if (mode == 2) {
+                if (bf) sum_row_bf16((const uint16_t*)y + off, acc, C);
+                else sum_row_f32((const float*)y + off, acc, C);
             } else {
                 if (bf) sumsq_row_bf16((const uint16_t*)y + off, acc, C);
                 else sumsq_row_f32((const float*)y + off, acc, C);
@@ -227,11 +260,11 @@ int lk_gelu_sumsq(void* y, int64_t B, int64_t HW, int64_t C, int bf, int gelu, f
     LK_FTZ_END
     }
     for (int64_t b = 0; b < B; ++b) {
-        float* out = sumsq + b * C;
-        memcpy(out, part + b * P * C, (size_t)C * sizeof(float));
+        float* o = out + b * C;
+        memcpy(o, part + b * P * C, (size_t)C * sizeof(float));
         for (int64_t p = 1; p < P; ++p) {
             const float* src = part + (b * P + p) * C;
-            for (int64_t c = 0; c < C; ++c) out[c] += src[c];
+            for (int64_t c = 0; c < C; ++c) o[c] += src[c];
         }
     }
     free(part);
