@@ -46,7 +46,7 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, warm
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def steady_allocator() -> bool:
+def steady_allocator(no_mmap: bool = False) -> bool:
     """Make glibc's malloc keep freed memory in the heap (``mallopt``), for every method of the process alike.
 
     By default glibc serves blocks over its *dynamic* mmap threshold with fresh mappings, returned to the OS on free,
@@ -54,7 +54,8 @@ def steady_allocator() -> bool:
     depending on what the process allocated before. Measured on the depthwise grid: PyTorch's NCHW depthwise conv on
     B16 C640 7x7 k3 took 0.27 ms or 2.9 ms in the same process for that reason alone. Fixing the mmap threshold at
     its maximum (32 MiB) and never trimming removes that state, so a comparison measures the operators.
-    Returns whether it was applied (glibc only).
+    ``no_mmap=True`` also serves blocks over 32 MiB from the heap (whole-network activations at batch 16 are 32-64
+    MiB), so no call of a steady loop page-faults. Returns whether it was applied (glibc only).
     """
     import ctypes
     import ctypes.util
@@ -64,7 +65,8 @@ def steady_allocator() -> bool:
         return False
     try:
         libc = ctypes.CDLL(name)
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(libc.mallopt(m_mmap_threshold, 32 * 2**20)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+        m_trim_threshold, m_mmap_threshold, m_mmap_max = -1, -3, -4
+        ok = bool(libc.mallopt(m_mmap_threshold, 32 * 2**20)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+        return ok and (not no_mmap or bool(libc.mallopt(m_mmap_max, 0)))
     except (OSError, AttributeError):
         return False

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _timing import interleaved_medians, machine_description  # noqa: E402
+from _timing import interleaved_medians, machine_description, steady_allocator  # noqa: E402
 
 import lkconv  # noqa: E402
 from _plain_unireplknet import plain_like  # noqa: E402
@@ -88,13 +88,18 @@ def main() -> None:
                     help="thread: CPU time of the calling thread (use with --threads 1 on a busy machine)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--malloc", choices=["default", "steady"], default="default",
+                    help="steady: glibc's malloc keeps all memory in the heap for every model alike "
+                         "(_timing.steady_allocator(no_mmap=True)); default: glibc's own settings")
     ap.add_argument("--out", help="write the markdown table here too")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.malloc == "steady" and not steady_allocator(no_mmap=True):
+        raise SystemExit("--malloc steady needs glibc (mallopt)")
     cols = ["plain-train", "plain-deploy", "lkconv-eager", "plain+compile", "opt-fp32", "opt-bf16", "opt+compile"]
     if args.clock == "thread" and args.threads != 1:
         raise SystemExit("--clock thread measures one thread: use it with --threads 1")
-    lines = [f"Machine: {machine_description()}; clock: {args.clock}", "",
+    lines = [f"Machine: {machine_description()}; clock: {args.clock}; malloc: {args.malloc}", "",
              "| model | batch | " + " | ".join(f"{c} img/s (×, GFLOP/s)" for c in cols) + " | fp32 max rel. diff | bf16 top-1 agree |",
              "|" + "---|" * (len(cols) + 4)]
     for v in args.models:

@@ -54,6 +54,11 @@ def _is_planned_dw(conv: nn.Module) -> bool:
             and tuple(conv.stride) == (1, 1) and conv.padding_mode == "zeros")
 
 
+#: Timed bursts per pointwise path when a block chooses its paths (the minimum decides; 3 was too few to choose the
+#: same paths twice in a row on a shared 2-core machine).
+POINTWISE_REPS = 7
+
+
 class FastUniRepLKNetBlock(nn.Module):
     """A fused UniRepLKNet block in one memory format: dwconv → SE → 1×1 conv → GELU → GRN → 1×1 conv → + x."""
 
@@ -77,11 +82,11 @@ class FastUniRepLKNetBlock(nn.Module):
 
     def _choose_paths(self, y: torch.Tensor, x: torch.Tensor) -> None:
         """Measure the ways of running the two pointwise layers on these inputs; keep the fastest of each."""
-        times = _measure({p: (lambda p=p: self._ffn_in(y, p)) for p in PW1_PATHS}, None)
+        times = _measure({p: (lambda p=p: self._ffn_in(y, p)) for p in PW1_PATHS}, POINTWISE_REPS)
         self.pw1_path = min(times, key=times.__getitem__)
         z = self._ffn_in(y, self.pw1_path)
         times = _measure({p: (lambda p=p: pointwise_add(z, self.pw2.weight, self.pw2.bias, x, p)) for p in PW2_PATHS},
-                         None)
+                         POINTWISE_REPS)
         self.pw2_path = min(times, key=times.__getitem__)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
