@@ -321,6 +321,28 @@ def test_autotune_measures_once(monkeypatch):
     assert entry["source"] == "measured" and entry["algo"] in entry["times_ms"]
 
 
+@pytest.mark.parametrize("duel_direct_ms, expected", [(0.5, "direct:cols14"), (0.98, "nhwc")])
+def test_direct_pick_is_confirmed_head_to_head(monkeypatch, duel_direct_ms, expected):
+    if not dwconv.direct_available():
+        pytest.skip("the direct kernel is unavailable (no C compiler)")
+    seen = []
+
+    def fake_measure(fns, reps, prune=4.0):
+        seen.append((tuple(fns), reps))
+        if len(seen) == 1:  # the first round: the direct kernel looks 2x faster than everything
+            return {a: (0.5 if a == "direct:cols14" else 1.0 if a == "nhwc" else 3.0) for a in fns}
+        return {"direct:cols14": duel_direct_ms, "nhwc": 1.0}  # the head-to-head decides
+
+    monkeypatch.setattr(dwconv, "_measure", fake_measure)
+    plans.set_autotune(True)
+    x, w = torch.randn(2, 16, 8, 8).contiguous(memory_format=CL), torch.randn(16, 1, 5, 5)
+    assert dwconv.plan_for(x, w, None, 2) == expected
+    assert len(seen) == 2 and set(seen[1][0]) == {"direct:cols14", "nhwc"} and seen[1][1] >= dwconv.CONFIRM_REPS
+    with open(_plan_file(), encoding="utf-8") as fh:
+        (entry,) = json.load(fh)["machines"][plans.machine_key()].values()
+    assert entry["algo"] == expected and entry["confirm_ms"]["nhwc"] == 1.0
+
+
 def test_near_ties_go_to_pytorch():
     assert dwconv._pick({"direct:cols7": 0.99, "nhwc": 1.0, "nchw": 3.0}) == "nhwc"
     assert dwconv._pick({"direct:cols7": 0.5, "nhwc": 1.0}) == "direct:cols7"

@@ -508,14 +508,21 @@ def _measure(fns: Mapping[str, Callable[[], Any]], reps: int | None, prune: floa
 DIRECT_MARGIN = 0.93
 
 
+#: Timed bursts of the head-to-head run that confirms a direct kernel against PyTorch's best algorithm.
+CONFIRM_REPS = 7
+
+
+def _best_torch(times_ms: Mapping[str, float]) -> str | None:
+    torch_times = {a: t for a, t in times_ms.items() if not a.startswith("direct:")}
+    return min(torch_times, key=torch_times.__getitem__) if torch_times else None
+
+
 def _pick(times_ms: Mapping[str, float]) -> str:
     """Choose the fastest algorithm, breaking near-ties (within :data:`DIRECT_MARGIN`) in favour of PyTorch's."""
     best = min(times_ms, key=times_ms.__getitem__)
-    torch_times = {a: t for a, t in times_ms.items() if not a.startswith("direct:")}
-    if best.startswith("direct:") and torch_times:
-        best_torch = min(torch_times, key=torch_times.__getitem__)
-        if times_ms[best] > DIRECT_MARGIN * torch_times[best_torch]:
-            return best_torch
+    best_torch = _best_torch(times_ms)
+    if best.startswith("direct:") and best_torch is not None and times_ms[best] > DIRECT_MARGIN * times_ms[best_torch]:
+        return best_torch
     return best
 
 
@@ -574,9 +581,14 @@ def _choose(
                 if "nchw" in fns and "nhwc" in fns and _nchw_is_slow_path(s):
                     del fns["nchw"]
                 times = _measure(fns, reps)
-            algo = _pick(times)
-            cache.put(s.key(), {"algo": algo, "times_ms": {a: round(t, 4) for a, t in times.items()},
-                                "source": "measured"})
+                algo = _pick(times)
+                entry = {"algo": algo, "times_ms": {a: round(t, 4) for a, t in times.items()}, "source": "measured"}
+                rival = _best_torch(times) if algo.startswith("direct:") else None
+                if rival is not None:  # confirm a direct pick head to head with PyTorch's best, more repetitions
+                    duel = _measure({algo: fns[algo], rival: fns[rival]}, max(CONFIRM_REPS, reps or 0))
+                    entry["confirm_ms"] = {a: round(t, 4) for a, t in duel.items()}
+                    algo = entry["algo"] = _pick(duel)
+            cache.put(s.key(), entry)
         else:
             algo = candidates[0]
     with _memo_lock:
