@@ -57,6 +57,8 @@ def _is_planned_dw(conv: nn.Module) -> bool:
 #: Timed bursts per pointwise path when a block chooses its paths (the minimum decides; 3 was too few to choose the
 #: same paths twice in a row on a shared 2-core machine).
 POINTWISE_REPS = 7
+#: Pointwise paths chosen in this process, per (activation shapes, dtype, pw1 weight shape, threads).
+_POINTWISE_CHOICES: dict[tuple, tuple[str, str]] = {}
 
 
 class FastUniRepLKNetBlock(nn.Module):
@@ -81,13 +83,19 @@ class FastUniRepLKNetBlock(nn.Module):
         return gelu_grn(y, self.grn_gamma, gelu_done=gelu_done)  # (γ·N(x) + 1)·GELU(x): C kernels when available
 
     def _choose_paths(self, y: torch.Tensor, x: torch.Tensor) -> None:
-        """Measure the ways of running the two pointwise layers on these inputs; keep the fastest of each."""
-        times = _measure({p: (lambda p=p: self._ffn_in(y, p)) for p in PW1_PATHS}, POINTWISE_REPS)
-        self.pw1_path = min(times, key=times.__getitem__)
-        z = self._ffn_in(y, self.pw1_path)
-        times = _measure({p: (lambda p=p: pointwise_add(z, self.pw2.weight, self.pw2.bias, x, p)) for p in PW2_PATHS},
-                         POINTWISE_REPS)
-        self.pw2_path = min(times, key=times.__getitem__)
+        """Measure the ways of running the two pointwise layers on these inputs; keep the fastest of each.
+
+        Blocks with the same activation and weight shapes (most blocks of a stage) share one measurement per process.
+        """
+        key = (tuple(y.shape), tuple(x.shape), y.dtype, tuple(self.pw1.weight.shape), torch.get_num_threads())
+        if key not in _POINTWISE_CHOICES:
+            times = _measure({p: (lambda p=p: self._ffn_in(y, p)) for p in PW1_PATHS}, POINTWISE_REPS)
+            pw1 = min(times, key=times.__getitem__)
+            z = self._ffn_in(y, pw1)
+            times = _measure({p: (lambda p=p: pointwise_add(z, self.pw2.weight, self.pw2.bias, x, p))
+                              for p in PW2_PATHS}, POINTWISE_REPS)
+            _POINTWISE_CHOICES[key] = (pw1, min(times, key=times.__getitem__))
+        self.pw1_path, self.pw2_path = _POINTWISE_CHOICES[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         se = self.se
@@ -228,7 +236,8 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, *, dty
             :class:`OptimizedModel`); ``"auto"`` sizes them from ``example_input``, None runs whole batches.
         choose_pointwise: Measure, per block, how to run its two pointwise layers (oneDNN with GELU / the residual
             addition in the epilogue, oneDNN alone, or ``F.linear``; see :func:`lkconv.ops.fused.pointwise_gelu`)
-            on ``example_input``'s activations; False keeps oneDNN with the epilogues.
+            on ``example_input``'s activations, once per distinct block shape (UniRepLKNet-T at batch 16: ~5 s);
+            False keeps oneDNN with the epilogues.
     """
     if not (micro_batch is None or micro_batch == "auto" or (isinstance(micro_batch, int) and micro_batch > 0)):
         raise ValueError(f"micro_batch must be a positive int, 'auto' or None, got {micro_batch!r}")
