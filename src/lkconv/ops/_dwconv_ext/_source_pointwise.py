@@ -123,60 +123,33 @@ static inline void lk_vstore_bf16(uint16_t* p, v16 f) {  /* f already rounded: k
     memcpy(p, &h, 32);
 }
 
-static void sumsq_row_f32(const float* restrict row, float* restrict acc, int64_t C) {
+/* acc[c] += row[c] (sq == 0: the SE pooling) or row[c]^2 (sq == 1: the GRN statistic); inlined with a constant sq */
+static inline void accum_row_f32(const float* restrict row, float* restrict acc, int64_t C, int sq) {
     int64_t c = 0;
     for (; c + VL <= C; c += VL) {
         v16 v, a;
         memcpy(&v, row + c, 64);
         memcpy(&a, acc + c, 64);
-        a += v * v;
+        a += sq ? v * v : v;
         memcpy(acc + c, &a, 64);
     }
-    for (; c < C; ++c) acc[c] += row[c] * row[c];
+    for (; c < C; ++c) acc[c] += sq ? row[c] * row[c] : row[c];
 }
 
-static void sumsq_row_bf16(const uint16_t* restrict row, float* restrict acc, int64_t C) {
+static inline void accum_row_bf16(const uint16_t* restrict row, float* restrict acc, int64_t C, int sq) {
     int64_t c = 0;
     for (; c + VL <= C; c += VL) {
         v16 a;
         memcpy(&a, acc + c, 64);
         const v16 v = lk_vload_bf16(row + c);
-        a += v * v;
+        a += sq ? v * v : v;
         memcpy(acc + c, &a, 64);
     }
     for (; c < C; ++c) {
         uint32_t u = (uint32_t)row[c] << 16;
         float v;
         memcpy(&v, &u, 4);
-        acc[c] += v * v;
-    }
-}
-
-static void sum_row_f32(const float* restrict row, float* restrict acc, int64_t C) {
-    int64_t c = 0;
-    for (; c + VL <= C; c += VL) {
-        v16 v, a;
-        memcpy(&v, row + c, 64);
-        memcpy(&a, acc + c, 64);
-        a += v;
-        memcpy(acc + c, &a, 64);
-    }
-    for (; c < C; ++c) acc[c] += row[c];
-}
-
-static void sum_row_bf16(const uint16_t* restrict row, float* restrict acc, int64_t C) {
-    int64_t c = 0;
-    for (; c + VL <= C; c += VL) {
-        v16 a;
-        memcpy(&a, acc + c, 64);
-        a += lk_vload_bf16(row + c);
-        memcpy(acc + c, &a, 64);
-    }
-    for (; c < C; ++c) {
-        uint32_t u = (uint32_t)row[c] << 16;
-        float v;
-        memcpy(&v, &u, 4);
-        acc[c] += v;
+        acc[c] += sq ? v * v : v;
     }
 }
 
@@ -249,11 +222,11 @@ int lk_channel_stats(void* y, int64_t B, int64_t HW, int64_t C, int bf, int mode
                 if (bf) gelu_sumsq_row_bf16((uint16_t*)y + off, acc, C);
                 else gelu_sumsq_row_f32((float*)y + off, acc, C);
             } else if (mode == 2) {
-                if (bf) sum_row_bf16((const uint16_t*)y + off, acc, C);
-                else sum_row_f32((const float*)y + off, acc, C);
+                if (bf) accum_row_bf16((const uint16_t*)y + off, acc, C, 0);
+                else accum_row_f32((const float*)y + off, acc, C, 0);
             } else {
-                if (bf) sumsq_row_bf16((const uint16_t*)y + off, acc, C);
-                else sumsq_row_f32((const float*)y + off, acc, C);
+                if (bf) accum_row_bf16((const uint16_t*)y + off, acc, C, 1);
+                else accum_row_f32((const float*)y + off, acc, C, 1);
             }
         }
     }
