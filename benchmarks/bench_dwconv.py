@@ -8,6 +8,8 @@ process and in round-robin bursts (one round robin per point, so all methods of 
 * ``nchw``: ``F.conv2d`` on an NCHW input;
 * ``cl``: ``F.conv2d`` on a channels_last input;
 
+(with ``--aa`` also ``nchw_again`` and ``cl_again``, the same two calls once more: an A/A control that shows how
+often an identical call measures more than 5 % slower than itself at this machine's noise)
 and reports medians, the best single PyTorch layout (``min(nchw, cl)``, each given its input in its own layout for
 free), GFLOP/s on useful MACs (taps that hit real pixels, not padding), the geometric-mean speed-up of lkconv over
 NCHW and over the best layout, and the worst ratio lkconv / best layout.
@@ -60,6 +62,7 @@ class Row:
     cl_ms: float
     gmacs: float
     single: str  # methods timed only once (slow), e.g. "nchw"
+    again_ms: float | None = None  # --aa: the best PyTorch layout timed a second time in the same round robin
 
     @property
     def best_ms(self) -> float:
@@ -157,6 +160,21 @@ def summary(rows: list[Row], layout: str) -> str:
     )
 
 
+def summary_aa(rows: list[Row]) -> str:
+    """Markdown line for the A/A control: the best PyTorch layout against its own second timing, per grid point."""
+    points = {(r.b, r.c, r.h, r.k): r for r in rows if r.again_ms is not None}
+    if not points:
+        return ""
+    ratios = {key: r.again_ms / r.best_ms for key, r in points.items()}
+    (b, c, h, k), worst = max(ratios.items(), key=lambda kv: kv[1])
+    over5 = sum(1 for v in ratios.values() if v > 1.05)
+    return (
+        f"- A/A control ({len(points)} points): the best PyTorch layout, timed a second time in the same round robin, "
+        f"is more than 5% slower than its first timing at **{over5}** points (worst {worst:.2f}x at B{b} C{c} H{h} "
+        f"k{k}); geomean {geomean(list(ratios.values())):.3f}x\n"
+    )
+
+
 def summary_free_layout(rows: list[Row]) -> str:
     """Markdown summary per grid point when the caller picks the layout, as with PyTorch's "best layout".
 
@@ -185,18 +203,21 @@ def summary_free_layout(rows: list[Row]) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    """Markdown table of all rows."""
+    """Markdown table of all rows (with an A/A column when the rows have the --aa control)."""
+    aa = any(r.again_ms is not None for r in rows)
     head = (
-        "| input | B | C | H | k | plan | lkconv ms | NCHW ms | CL ms | best | vs NCHW | vs best | lkconv GFLOP/s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| input | B | C | H | k | plan | lkconv ms | NCHW ms | CL ms | best | vs NCHW | vs best | lkconv GFLOP/s |"
+        + (" best again / best |" if aa else "") + "\n"
+        + "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if aa else "") + "\n"
     )
     lines = []
     for r in rows:
         mark = "*" if "nchw" in r.single.split(",") else ""
+        again = "" if not aa else (" n/a |" if r.again_ms is None else f" {r.again_ms / r.best_ms:.2f} |")
         lines.append(
             f"| {r.layout} | {r.b} | {r.c} | {r.h} | {r.k} | {r.algo} | {r.lk_ms:.3f} | {r.nchw_ms:.3f}{mark} | "
             f"{r.cl_ms:.3f} | {r.best_name} | {r.nchw_ms / r.lk_ms:.2f} | {r.best_ms / r.lk_ms:.2f} | "
-            f"{2 * r.gmacs / r.lk_ms * 1e3:.1f} |"
+            f"{2 * r.gmacs / r.lk_ms * 1e3:.1f} |{again}"
         )
     return head + "\n".join(lines) + "\n"
 
@@ -224,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-gb", type=float, default=2.0, help="skip points whose input tensor exceeds this")
     ap.add_argument("--default-malloc", action="store_true",
                     help="leave glibc's malloc settings alone (default: steady_allocator(), see benchmarks/_timing.py)")
+    ap.add_argument("--aa", action="store_true",
+                    help="A/A control: time both PyTorch layouts twice per point (about 1.5x the run time)")
     ap.add_argument("--out", default=None, help="also write the markdown report to this file")
     args = ap.parse_args(argv)
 
@@ -288,10 +311,14 @@ def main(argv: list[str] | None = None) -> int:
                            for lay, xin in inputs.items()}
                     fns["nchw"] = lambda x=x, w=w, p=p, c=c: F.conv2d(x, w, None, 1, p, 1, c)
                     fns["cl"] = lambda xc=xc, w=w, p=p, c=c: F.conv2d(xc, w, None, 1, p, 1, c)
+                    if args.aa:
+                        fns["nchw_again"], fns["cl_again"] = fns["nchw"], fns["cl"]
                     med, single = bench_point(fns, args.budget, args.max_reps, args.stat, clock)
                 for layout in layouts:
                     row = Row(layout, b, c, h, k, algos[layout], med[f"lk_{layout}"] * 1e3, med["nchw"] * 1e3,
                               med["cl"] * 1e3, dwconv.useful_macs(b, c, h, h, k, 1, p) * 1e-9, single)
+                    if args.aa:
+                        row.again_ms = med[f"{row.best_name}_again"] * 1e3
                     rows.append(row)
                     print(
                         f"[{time.time() - t_start:6.0f}s] {layout} B{b} C{c} H{h} k{k}: {row.algo:14s} "
@@ -299,8 +326,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"vs best {row.best_ms / row.lk_ms:5.2f}",
                         flush=True,
                     )
-    report = (header + "\n" + "".join(summary(rows, lay) for lay in layouts) + summary_free_layout(rows) + "\n"
-              + table(rows))
+    report = (header + "\n" + "".join(summary(rows, lay) for lay in layouts) + summary_free_layout(rows)
+              + summary_aa(rows) + "\n" + table(rows))
     print("\n" + report)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:

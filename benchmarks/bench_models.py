@@ -11,6 +11,11 @@ Side by side in one process, round-robin repeats, medians. Columns (img/s and ef
   opt-fp32      lkconv.optimize_for_inference (fp32)
   opt-bf16      the same in bf16
   opt+compile   opt-fp32 with compile=True
+With ``--gemm-share`` a second table splits plain-deploy, opt-fp32 and opt-bf16 into their dense layers (the
+pointwise 1×1 convolutions / Linears and the head: GEMMs in oneDNN or MKL) and everything else, from
+``torch.profiler`` (wall time of each op on the calling thread), and gives the bound the dense layers alone put on
+the speed-up: plain-deploy's timed median over the optimized module's GEMM time — what lkconv would reach if every
+other operation took no time.
 All modules hold the same weights. bf16 top-1 agreement with fp32 is measured on the same random batch (the test
 suite checks it on real images). On a shared machine, run it under ``chrt -f 10`` (as root) so other processes
 cannot preempt the timed threads.
@@ -21,9 +26,11 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+import time
 from pathlib import Path
 
 import torch
+import torch._dynamo
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _timing import interleaved_medians, machine_description, steady_allocator  # noqa: E402
@@ -35,7 +42,34 @@ from lkconv.analysis.complexity import count_macs  # noqa: E402
 from lkconv.deploy import optimize_for_inference  # noqa: E402
 
 
-def bench(variant: str, batch: int, repeats: int, with_compile: bool, clock: str = "wall") -> dict:
+#: Profiler ops that are GEMMs (dense layers) whatever their inputs; aten::mkldnn_convolution counts when 1x1.
+GEMM_OPS = {"aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "mkldnn::_convolution_pointwise",
+            "mkldnn::_linear_pointwise", "aten::mkldnn_linear"}
+
+
+def gemm_ms(fn, x: torch.Tensor, calls: int = 3) -> tuple[float, float]:
+    """(wall ms, ms in dense layers) per call of ``fn(x)`` under torch.profiler, after one warm-up call."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode():
+        fn(x)
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn(x)
+            wall = (time.perf_counter() - t0) / calls
+    gemm = 0.0
+    for e in prof.key_averages(group_by_input_shape=True):
+        shapes = e.input_shapes or []
+        one_by_one = (e.key == "aten::mkldnn_convolution" and len(shapes) > 1 and len(shapes[1]) == 4
+                      and shapes[1][2:] == [1, 1])
+        if e.key in GEMM_OPS or one_by_one:
+            gemm += e.self_cpu_time_total / 1e3 / calls
+    return wall * 1e3, gemm
+
+
+def bench(variant: str, batch: int, repeats: int, with_compile: bool, clock: str = "wall",
+          gemm_share: bool = False) -> dict:
     torch.manual_seed(0)
     name = f"unireplknet_{variant}"
     train_m = lkconv.create_model(name).eval()
@@ -53,6 +87,9 @@ def bench(variant: str, batch: int, repeats: int, with_compile: bool, clock: str
     fns["opt-fp32"] = lambda: opt32(x)
     fns["opt-bf16"] = lambda: opt16(x)
     if with_compile:
+        # Dynamo keeps at most recompile_limit (8) graphs per function for all models of a class in a process; past
+        # it the "compiled" models of the later grid points silently ran eagerly (the tables before session 4).
+        torch._dynamo.reset()
         compiled_plain = torch.compile(plain_deploy, dynamic=False)
         with torch.inference_mode():
             compiled_plain(x)
@@ -72,11 +109,29 @@ def bench(variant: str, batch: int, repeats: int, with_compile: bool, clock: str
     agree = (ref.argmax(-1) == out16.argmax(-1)).float().mean().item()
     fp32_rel = ((out32 - ref).abs().max() / ref.abs().max()).item()
     base = times["plain-deploy"]
-    return {"model": name, "batch": batch, "gmacs": macs / 1e9,
+    shares = {k: gemm_ms(m, x) for k, m in (("plain-deploy", plain_deploy), ("opt-fp32", opt32), ("opt-bf16", opt16))
+              } if gemm_share else {}
+    return {"gemm_share": shares, "base_ms": base * 1e3,"model": name, "batch": batch, "gmacs": macs / 1e9,
             "img_s": {k: batch / t for k, t in times.items()},
             "speedup": {k: base / t for k, t in times.items()},
             "gflops": {k: 2 * macs * batch / t / 1e9 for k, t in times.items()},
             "bf16_top1_agree_random": agree, "fp32_max_rel_diff": fp32_rel}
+
+
+def gemm_share_table(results: list[dict]) -> str:
+    """Markdown: per model, the dense layers' time in each module and the speed-up bound they imply."""
+    rows = ["| model | batch | " + " | ".join(f"{k} profiled ms (GEMM ms, share)" for k in SHARE_COLS)
+            + " | bound fp32 × | bound bf16 × |", "|" + "---|" * (len(SHARE_COLS) + 4)]
+    for r in results:
+        sh = r["gemm_share"]
+        cells = [f"{sh[k][0]:.1f} ({sh[k][1]:.1f}, {sh[k][1] / sh[k][0]:.0%})" for k in SHARE_COLS]
+        rows.append(f"| {r['model']} | {r['batch']} | " + " | ".join(cells)
+                    + f" | {r['base_ms'] / sh['opt-fp32'][1]:.2f}× | {r['base_ms'] / sh['opt-bf16'][1]:.2f}× |")
+    return ("Dense layers (GEMMs) under torch.profiler; bound = plain-deploy's timed median / the module's GEMM ms "
+            "(its speed-up if nothing but its GEMMs took time).\n\n" + "\n".join(rows))
+
+
+SHARE_COLS = ("plain-deploy", "opt-fp32", "opt-bf16")
 
 
 def main() -> None:
@@ -91,6 +146,8 @@ def main() -> None:
     ap.add_argument("--malloc", choices=["default", "steady"], default="default",
                     help="steady: glibc's malloc keeps all memory in the heap for every model alike "
                          "(_timing.steady_allocator(no_mmap=True)); default: glibc's own settings")
+    ap.add_argument("--gemm-share", action="store_true",
+                    help="also profile the dense layers' share of plain-deploy, opt-fp32 and opt-bf16 (second table)")
     ap.add_argument("--out", help="write the markdown table here too")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -102,14 +159,18 @@ def main() -> None:
     lines = [f"Machine: {machine_description()}; clock: {args.clock}; malloc: {args.malloc}", "",
              "| model | batch | " + " | ".join(f"{c} img/s (×, GFLOP/s)" for c in cols) + " | fp32 max rel. diff | bf16 top-1 agree |",
              "|" + "---|" * (len(cols) + 4)]
+    results = []
     for v in args.models:
         for b in args.batches:
-            r = bench(v, b, args.repeats, not args.no_compile, args.clock)
+            r = bench(v, b, args.repeats, not args.no_compile, args.clock, args.gemm_share)
+            results.append(r)
             cells = [f"{r['img_s'][c]:.1f} ({r['speedup'][c]:.2f}×, {r['gflops'][c]:.0f})" if c in r["img_s"] else "–"
                      for c in cols]
             lines.append(f"| {r['model']} | {b} | " + " | ".join(cells)
                          + f" | {r['fp32_max_rel_diff']:.1e} | {r['bf16_top1_agree_random']:.0%} |")
             print(lines[-1], flush=True)
+    if args.gemm_share:
+        lines += ["", gemm_share_table(results)]
     text = "\n".join(lines)
     print("\n" + text)
     if args.out:

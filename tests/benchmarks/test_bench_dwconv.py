@@ -34,6 +34,11 @@ def test_summaries_use_the_rows():
     # per point: lkconv's faster layout (1.0 and 1.0) vs PyTorch's faster layout (1.0 and 2.0): 1x and 2x
     assert "geomean speed-up over the best PyTorch layout **1.41x**" in free
     assert "slower than the best layout: 0" in free
+    assert bd.summary_aa(rows) == ""  # no A/A control in these rows
+    rows[0].again_ms, rows[2].again_ms = 1.2, 2.0  # best 1.0 (cl) timed again at 1.2; best 2.0 (nchw) again at 2.0
+    aa = bd.summary_aa(rows)
+    assert "slower than its first timing at **1** points (worst 1.20x at B1 C8 H7 k3)" in aa
+    assert "best again / best |" in bd.table(rows) and "| 1.20 |" in bd.table(rows)
 
 
 def test_main_runs_a_tiny_grid(tmp_path, monkeypatch, one_thread):
@@ -45,3 +50,15 @@ def test_main_runs_a_tiny_grid(tmp_path, monkeypatch, one_thread):
     text = out.read_text()
     assert text.count("| nhwc | 1 | 8 | 7 |") == 2 and text.count("| nchw | 1 | 8 | 7 |") == 2
     assert "layout chosen freely" in text and "malloc: glibc defaults" in text
+    assert "A/A control" not in text
+
+
+def test_main_aa_control(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setenv("LKCONV_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "report.md"
+    rc = bd.main(["--threads", "1", "--batches", "1", "--channels", "8", "--sizes", "7", "--kernels", "3",
+                  "--layouts", "nhwc", "--budget", "0.002", "--max-reps", "5", "--default-malloc", "--aa",
+                  "--out", str(out)])
+    assert rc == 0
+    text = out.read_text()
+    assert "A/A control (1 points)" in text and text.count("| nhwc | 1 | 8 | 7 | 3 |") == 1

@@ -109,6 +109,26 @@ def test_works_on_a_run_model_and_other_families(randomize):
     assert _rel(optimize_for_inference(model, x)(x), ref) < 1e-4
 
 
+def test_compiled_equals_original_with_one_graph_per_shape(randomize):
+    """compile=True: same outputs; normal and inference-mode inputs share one graph (dynamo guards on dispatch keys)."""
+    import torch._dynamo.utils
+
+    model = lkconv.create_model("unireplknet_a", depths=(1, 1, 1, 1), dims=(8, 16, 24, 32),
+                                kernel_sizes=((3,), (13,), (13,), (7,)), num_classes=5).eval()
+    randomize(model)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+    fast = optimize_for_inference(model, x, compile=True)
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    with torch.inference_mode():
+        x_inference = x.clone()
+        assert _rel(fast(x_inference), ref) < 1e-4
+    assert _rel(fast(x), ref) < 1e-4
+    assert _rel(fast(x.contiguous(memory_format=torch.channels_last)), ref) < 1e-4
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs  # the warm-up's graph serves all three
+
+
 def test_bad_dtype():
     with pytest.raises(ValueError, match="bfloat16"):
         optimize_for_inference(lkconv.create_model("unireplknet_a"), torch.randn(1, 3, 32, 32), dtype=torch.float16)

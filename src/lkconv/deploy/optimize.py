@@ -176,11 +176,15 @@ class OptimizedModel(nn.Module):
         return net.forward_head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        x = x.to(self.dtype)
         with torch.inference_mode():
+            if self.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            x = x.to(self.dtype)
             if self._compiled is not None:
+                if not x.is_inference():
+                    # TorchDynamo guards on the dispatch keys: a normal tensor and an inference tensor would compile
+                    # (and count against torch._dynamo.config.recompile_limit) twice. One copy keeps one graph.
+                    x = x.clone()
                 out = self._compiled(x)
             elif self.micro_batch and x.shape[0] > self.micro_batch:
                 out = self._staged_forward(x)
@@ -229,7 +233,10 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, *, dty
         model: Any lkconv model (or a module containing one); left unchanged.
         example_input: A batch of the shape you will run; plans are measured on it (and warm any compile).
         dtype: ``torch.float32`` (outputs equal to 1e-4 relative) or ``torch.bfloat16`` (faster, approximate).
-        compile: Also ``torch.compile`` the network (``dynamic=False``: one compile per input shape).
+        compile: Also ``torch.compile`` the network (``dynamic=False``: one compile per input shape). TorchDynamo
+            keeps at most ``torch._dynamo.config.recompile_limit`` (8) graphs per Python function, shared by all
+            models of the same class in a process; past it, further models run eagerly (with a warning). Raise the
+            limit when one process compiles many models or input shapes.
         channels_last: Keep activations channels_last end to end (the default, and the fast path here).
         plan_depthwise: Swap depthwise convolutions for planned ones.
         micro_batch: Run the stem and the first two stages on slices of this many samples (see

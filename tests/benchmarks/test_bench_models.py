@@ -1,0 +1,33 @@
+"""bench_models' dense-layer share: which profiled ops count as GEMMs, and the bound computed from them."""
+
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import bench_models as bm  # noqa: E402
+
+
+def test_gemm_ms_counts_dense_layers_only(one_thread):
+    w1, w3, lin = torch.randn(64, 32, 1, 1), torch.randn(32, 32, 3, 3), torch.randn(10, 64)
+    x = torch.randn(2, 32, 24, 24)
+
+    def dense(x):  # a 1x1 convolution and a Linear: all GEMM
+        return F.linear(F.conv2d(x, w1).mean((2, 3)), lin)
+
+    def spatial(x):  # a 3x3 convolution and elementwise work: no GEMM
+        return torch.tanh(F.conv2d(x, w3, padding=1)) * 2
+
+    wall, gemm = bm.gemm_ms(dense, x)
+    assert 0 < gemm <= wall
+    wall, gemm = bm.gemm_ms(spatial, x)
+    assert gemm == 0 and wall > 0
+
+
+def test_gemm_share_table_bounds():
+    r = {"model": "m", "batch": 4, "base_ms": 100.0,
+         "gemm_share": {"plain-deploy": (110.0, 40.0), "opt-fp32": (60.0, 40.0), "opt-bf16": (30.0, 20.0)}}
+    table = bm.gemm_share_table([r])
+    assert "| m | 4 | 110.0 (40.0, 36%) | 60.0 (40.0, 67%) | 30.0 (20.0, 67%) | 2.50× | 5.00× |" in table
