@@ -108,6 +108,16 @@ def test_se_gate_matches_seblock(dtype, shape):
         se.float()(ref.contiguous()))
 
 
+@needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_se_gate_without_biases(dtype):
+    g = torch.Generator().manual_seed(3)
+    y = _cl(torch.randn(3, 33, 6, 5, generator=g)).to(dtype)
+    w1, w2 = torch.randn(9, 33, 1, 1, generator=g).to(dtype), torch.randn(33, 9, 1, 1, generator=g).to(dtype)
+    ref = se_gate_reference(y.float(), w1.float(), None, w2.float(), None)
+    assert _rel(se_gate(y.clone(), w1, None, w2, None), ref) < TOL[dtype]
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("gelu", [False, True])
 @pytest.mark.parametrize("shape", [(2, 20, 11, 13), (1, 3, 4, 4), (2, 80, 5, 3), (1, 200, 2, 2)])

@@ -97,9 +97,9 @@ def se_gate(y: torch.Tensor, down_weight: torch.Tensor, down_bias: torch.Tensor 
     """Squeeze-and-Excitation with 1×1-conv weights (hidden, C, 1, 1) and (C, hidden, 1, 1). May overwrite ``y``.
 
     With the C kernels (channels_last fp32/bf16, no gradient): the pooling is one read of ``y`` summed in fp32, the
-    two small layers run as ``F.linear`` on the (B, C) means in fp32 (bf16 GEMMs this small cost more than the
-    casts),
-    and the gating multiplies ``y`` in place: two passes over ``y`` and no new activation-sized tensor.
+    two small layers run in one C loop on the (B, C) means in fp32 (a GEMM library call this small took 0.4–1 ms
+    between the large convolutions; bf16 GEMMs this small cost more than the casts), and the gating multiplies ``y``
+    in place: two passes over ``y`` and no new activation-sized tensor.
     """
     lib = _dwconv_ext.load() if _kernel_applies(y) else None
     if lib is None:
@@ -109,9 +109,14 @@ def se_gate(y: torch.Tensor, down_weight: torch.Tensor, down_bias: torch.Tensor 
     sums = torch.empty(b, c, dtype=torch.float32)
     if lib.lk_channel_stats(y.data_ptr(), b, h * w, c, int(y.dtype == torch.bfloat16), 2, sums.data_ptr(), threads):
         raise MemoryError("lk_channel_stats: out of memory for the per-thread partial sums")
-    m = sums.mul_(1.0 / (h * w))
-    hidden = F.relu(F.linear(m, down_weight.flatten(1).float(), None if down_bias is None else down_bias.float()))
-    gate = torch.sigmoid_(F.linear(hidden, up_weight.flatten(1).float(), None if up_bias is None else up_bias.float()))
+    w1, w2 = down_weight.flatten(1).float().contiguous(), up_weight.flatten(1).float().contiguous()
+    b1 = None if down_bias is None else down_bias.float().contiguous()
+    b2 = None if up_bias is None else up_bias.float().contiguous()
+    hidden = torch.empty(b, w1.shape[0], dtype=torch.float32)
+    gate = torch.empty(b, c, dtype=torch.float32)
+    lib.lk_se_excite(sums.data_ptr(), 1.0 / (h * w), w1.data_ptr(), None if b1 is None else b1.data_ptr(),
+                     w2.data_ptr(), None if b2 is None else b2.data_ptr(), b, c, w1.shape[0], hidden.data_ptr(),
+                     gate.data_ptr())
     lib.lk_scale_channels(y.data_ptr(), gate.data_ptr(), b, h * w, c, int(y.dtype == torch.bfloat16), threads)
     return y
 

@@ -91,6 +91,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.lk_channel_stats.restype = i32
     lib.lk_scale_channels.argtypes = [vp, vp, i64, i64, i64, i32, i32]
     lib.lk_scale_channels.restype = None
+    lib.lk_se_excite.argtypes = [vp, ctypes.c_float, vp, vp, vp, vp, i64, i64, i64, vp, vp]
+    lib.lk_se_excite.restype = None
     lib.lk_layernorm_rows.argtypes = [vp, vp, vp, vp, i64, i64, ctypes.c_float, i32, i32, i32]
     lib.lk_layernorm_rows.restype = i32
 
@@ -108,7 +110,7 @@ def _build(cc: str, out_dir: Path) -> tuple[Path, bool]:
             src = Path(tmp) / "lk_dwconv.c"
             src.write_text(C_SOURCE, encoding="utf-8")
             tmp_so = Path(tmp) / "lk_dwconv.so"
-            cmd = [cc, *flags, "-std=gnu11", "-fPIC", "-shared", "-o", str(tmp_so), str(src)]
+            cmd = [cc, *flags, "-std=gnu11", "-fPIC", "-shared", "-o", str(tmp_so), str(src), "-lm"]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
             if proc.returncode == 0 and tmp_so.exists():
                 os.replace(tmp_so, target)  # atomic: concurrent builders race harmlessly
