@@ -63,7 +63,8 @@ def dense_ms(fn, x: torch.Tensor, calls: int = 3) -> tuple[float, float, float]:
     gemm = conv = 0.0
     for e in prof.key_averages(group_by_input_shape=True):
         ms = e.self_cpu_time_total / 1e3 / calls
-        weight = (e.input_shapes or [[], []])[1] if len(e.input_shapes or []) > 1 else []
+        # the weight is the last 4-d input: (x, weight, bias, ...) or, with a binary post-op, (x, other, weight, ...)
+        weight = next((sh for sh in reversed(e.input_shapes or []) if len(sh) == 4), [])
         if e.key in GEMM_OPS or (e.key in CONV_OPS and len(weight) == 4 and weight[2:] == [1, 1]):
             gemm += ms
         elif e.key in CONV_OPS and len(weight) == 4 and weight[1] > 1:

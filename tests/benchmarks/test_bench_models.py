@@ -24,6 +24,13 @@ def test_dense_ms_counts_gemms_and_dense_convolutions(one_thread):
     assert 0 < gemm <= wall and conv == 0
     wall, gemm, conv = bm.dense_ms(spatial, x)
     assert gemm == 0 and 0 < conv <= wall
+    op = torch.ops.mkldnn._convolution_pointwise  # oneDNN with the addition in the epilogue: (x, other, weight, ...)
+    if torch.backends.mkldnn.is_available() and hasattr(op, "binary"):
+        xc = x.contiguous(memory_format=torch.channels_last)
+        other = torch.randn(2, 64, 24, 24).contiguous(memory_format=torch.channels_last)
+        wall, gemm, conv = bm.dense_ms(
+            lambda x: op.binary(x, other, w1, None, [0, 0], [1, 1], [1, 1], 1, "add", None, None, [], None), xc)
+        assert 0 < gemm <= wall and conv == 0
     dw = torch.randn(32, 1, 7, 7)
     wall, gemm, conv = bm.dense_ms(lambda x: F.conv2d(x, dw, padding=3, groups=32), x)  # depthwise: neither
     assert gemm == 0 and conv == 0 and wall > 0
