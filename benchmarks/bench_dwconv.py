@@ -245,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-gb", type=float, default=2.0, help="skip points whose input tensor exceeds this")
     ap.add_argument("--default-malloc", action="store_true",
                     help="leave glibc's malloc settings alone (default: steady_allocator(), see benchmarks/_timing.py)")
+    ap.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32",
+                    help="input, weight and output dtype of every method (default fp32)")
     ap.add_argument("--aa", action="store_true",
                     help="A/A control: time both PyTorch layouts twice per point (about 1.5x the run time)")
     ap.add_argument("--out", default=None, help="also write the markdown report to this file")
@@ -286,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
 
     header = (
         f"Machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
-        f"{args.threads} torch threads, direct kernel {'available' if dwconv.direct_available() else 'UNAVAILABLE'}, "
+        f"{args.threads} torch threads, dtype {args.dtype}, "
+        f"direct kernel {'available' if dwconv.direct_available() else 'UNAVAILABLE'}, "
         f"statistic: {args.stat} over round-robin bursts, clock: {args.clock}, malloc: {malloc}\n"
         f"Command: python {' '.join(sys.argv)}\n"
     )
@@ -299,10 +302,11 @@ def main(argv: list[str] | None = None) -> int:
             if b * c * h * h * 4 > args.max_gb * 2**30:
                 print(f"skip B{b} C{c} H{h}: input over {args.max_gb} GB", flush=True)
                 continue
-            x = torch.randn(b, c, h, h, generator=gen)
+            dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+            x = torch.randn(b, c, h, h, generator=gen).to(dtype)
             xc = x.contiguous(memory_format=torch.channels_last)
             for k in ks:
-                w = torch.randn(c, 1, k, k, generator=gen) / k
+                w = (torch.randn(c, 1, k, k, generator=gen) / k).to(dtype)
                 p = k // 2
                 inputs = {lay: (xc if lay == "nhwc" else x) for lay in layouts}
                 with torch.no_grad():

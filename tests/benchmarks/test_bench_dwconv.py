@@ -62,3 +62,13 @@ def test_main_aa_control(tmp_path, monkeypatch, one_thread):
     assert rc == 0
     text = out.read_text()
     assert "A/A control (1 points)" in text and text.count("| nhwc | 1 | 8 | 7 | 3 |") == 1
+
+
+def test_main_bf16(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setenv("LKCONV_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "report.md"
+    rc = bd.main(["--threads", "1", "--batches", "1", "--channels", "8", "--sizes", "7", "--kernels", "13",
+                  "--budget", "0.002", "--max-reps", "5", "--default-malloc", "--dtype", "bf16", "--out", str(out)])
+    assert rc == 0
+    text = out.read_text()
+    assert "dtype bf16" in text and text.count("| 1 | 8 | 7 | 13 |") == 2

@@ -122,6 +122,38 @@ def test_matches_conv2d_bf16(algo):
             _close(out, ref, dwconv.BF16_RTOL)
 
 
+@pytest.mark.parametrize("case", CASES + [((3, 70, 29, 31), (7, 7), 1, 3), ((2, 48, 5, 40), (2, 2), 1, (0, 1))],
+                         ids=lambda c: f"{c[0]}-k{c[1]}-d{c[2]}-p{c[3]}")
+def test_bf16_dot_path_equals_fp32_path(case):
+    """bf16 channels_last: the AVX512-BF16 pair-of-taps path against the fp32-accumulating path and F.conv2d."""
+    from lkconv.ops import _dwconv_ext
+
+    lib = _dwconv_ext.load()
+    if lib is None or not lib.lk_has_bf16dot():
+        pytest.skip("no AVX512-BF16 path in this build")
+    shape, (kh, kw), dilation, padding = case
+    gen = torch.Generator().manual_seed(hash(case) % 1000)
+    x = torch.randn(*shape, generator=gen).bfloat16().contiguous(memory_format=CL)
+    w = (torch.randn(shape[1], 1, kh, kw, generator=gen) / kh).bfloat16()
+    b = torch.randn(shape[1], generator=gen).bfloat16()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ref = _conv(x.float(), w.float(), b.float(), padding, dilation)  # fp32 on the same bf16 values
+    outs = {}
+    try:
+        for on in (1, 0):
+            lib.lk_set_bf16dot(on)
+            outs[on] = depthwise_conv2d(x, w, b, padding, dilation, algo="direct:cols14")
+    finally:
+        lib.lk_set_bf16dot(1)
+    for out in outs.values():
+        assert out.dtype == torch.bfloat16 and out.is_contiguous(memory_format=CL)
+        _close(out, ref, dwconv.BF16_RTOL)
+    # both accumulate exact products in fp32 and round once to bf16: at most one bf16 step apart
+    a, c = outs[1].float(), outs[0].float()
+    assert ((a - c).abs() <= 2.0**-7 * torch.maximum(a.abs(), c.abs()) + 1e-30).all()
+
+
 @pytest.mark.parametrize("algo", ["nchw", "nhwc", "fft", "direct:cols7"])
 @pytest.mark.parametrize("out_format", ["nchw", "nhwc", "any"])
 def test_out_format(algo, out_format):

@@ -23,15 +23,17 @@ import warnings
 from pathlib import Path
 
 from lkconv.ops._dwconv_ext._source import C_SOURCE as _DW_SOURCE
+from lkconv.ops._dwconv_ext._source_bf16 import C_SOURCE_BF16
 from lkconv.ops._dwconv_ext._source_pointwise import C_SOURCE_POINTWISE
 
-#: One shared object holds every kernel: the depthwise convolution and the fused FFN element-wise kernels.
-C_SOURCE = _DW_SOURCE + C_SOURCE_POINTWISE
+#: One shared object holds every kernel: the depthwise convolution (with its AVX512-BF16 path where the compiler
+#: targets it) and the fused FFN element-wise kernels.
+C_SOURCE = _DW_SOURCE + C_SOURCE_BF16 + C_SOURCE_POINTWISE
 
 __all__ = ["KERNEL_VERSION", "load", "source_hash", "threads_supported"]
 
 #: Bump when the kernel's behaviour (not only its text) changes; part of the plan-cache machine key.
-KERNEL_VERSION = 1
+KERNEL_VERSION = 2  # 2: bf16 channels_last inputs take the AVX512-BF16 path where built
 
 _FLAG_SETS: tuple[tuple[str, ...], ...] = (
     ("-O3", "-march=native", "-fopenmp"),
@@ -93,6 +95,10 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.lk_scale_channels.restype = None
     lib.lk_se_excite.argtypes = [vp, ctypes.c_float, vp, vp, vp, vp, i64, i64, i64, vp, vp]
     lib.lk_se_excite.restype = None
+    lib.lk_has_bf16dot.argtypes = []
+    lib.lk_has_bf16dot.restype = i32
+    lib.lk_set_bf16dot.argtypes = [i32]
+    lib.lk_set_bf16dot.restype = None
     lib.lk_layernorm_rows.argtypes = [vp, vp, vp, vp, i64, i64, ctypes.c_float, i32, i32, i32]
     lib.lk_layernorm_rows.restype = i32
 

@@ -211,6 +211,14 @@ static void unpack_out(void* y, int out_nhwc, int bf, int64_t n, int64_t C, int6
     }
 }
 
+/* bf16, channels_last, no column dilation: pairs of taps per AVX512-BF16 dot product (defined further on) */
+static int lk_bf16dot_on = 1;
+#ifdef __AVX512BF16__
+static int lk_dwconv2d_bf16dot(const uint16_t* x, const float* wpk, const int32_t* win, const uint16_t* bias,
+                               uint16_t* y, int64_t N, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo,
+                               int dh, int64_t pt, int64_t pl, int block, int nthreads);
+#endif
+
 /* mode 0: blocks of up to `block` output columns of one image; mode 1: blocks of up to `block` images at one pixel.
  * wpk: weights packed by lk_pack_weight for the tap window win. Inputs and outputs are dense NCHW or NHWC. */
 int lk_dwconv2d(const void* x, const float* wpk, const int32_t* win, const void* bias, void* y,
@@ -219,6 +227,11 @@ int lk_dwconv2d(const void* x, const float* wpk, const int32_t* win, const void*
                 int in_nhwc, int out_nhwc, int bf, int mode, int block, int nthreads) {
     if (block < 1 || block > BMAX || (mode != 0 && mode != 1) || nthreads < 1) return 1;
     if (N <= 0 || C <= 0 || Ho <= 0 || Wo <= 0) return 0;
+#ifdef __AVX512BF16__
+    if (bf && in_nhwc && out_nhwc && dw == 1 && mode == 0 && lk_bf16dot_on)
+        return lk_dwconv2d_bf16dot((const uint16_t*)x, wpk, win, (const uint16_t*)bias, (uint16_t*)y, N, C, H, W,
+                                   Ho, Wo, dh, pt, pl, block, nthreads);
+#endif
     const int64_t CB = cdiv(C, VL);
     const int wy0 = win[0], wx0 = win[2], wkw = win[3] - win[2];
     const int64_t wrs = (int64_t)wkw * VL, wcb = (int64_t)(win[1] - win[0]) * wkw * VL;
