@@ -146,7 +146,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     import torch
 
     from .analysis.profile import plot_profile, profile_model
-    from .engine.atomic import atomic_write_text
+    from ._atomic import atomic_write_text
     from .models import create_model, reparameterize_model
 
     model = create_model(args.model, num_classes=args.num_classes, in_chans=args.in_chans)
@@ -256,7 +256,7 @@ def cmd_erf(args: argparse.Namespace) -> int:
 
     from .analysis.erf import analyze_erf, compute_erf
     from .analysis.plots import plot_erf, plot_erf_grid
-    from .engine.atomic import atomic_write_text
+    from ._atomic import atomic_write_text
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -299,7 +299,7 @@ def cmd_shape_bias(args: argparse.Namespace) -> int:
 
 def cmd_filters(args: argparse.Namespace) -> int:
     from .analysis.filters import kernel_stats, plot_kernels
-    from .engine.atomic import atomic_write_text
+    from ._atomic import atomic_write_text
 
     label, model, _, _ = _analysis_model(args.model, args.run, args.checkpoint)
     rows = kernel_stats(model, reparameterize=True, min_kernel_size=args.min_kernel_size)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .engine.atomic import atomic_write_text
+from ._atomic import atomic_write_text
 from .engine.config import TrainConfig
 from .engine.evaluate import evaluate_run
 from .engine.run_dir import load_run

@@ -8,7 +8,7 @@ import torch
 import lkconv
 from lkconv.deploy import optimize_for_inference
 from lkconv.deploy.optimize import FastUniRepLKNetBlock, _auto_micro_batch
-from lkconv.ops.dwconv import PlannedDepthwiseConv2d
+from lkconv.layers.planned_dwconv import PlannedDepthwiseConv2d
 from lkconv.ops.fused import PW1_PATHS, PW2_PATHS
 
 

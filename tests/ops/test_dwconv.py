@@ -1,4 +1,5 @@
-"""Tests for lkconv.ops.dwconv (planned depthwise convolution) and lkconv.ops.plans (plan cache)."""
+"""Tests for lkconv.ops.dwconv (planned depthwise convolution), lkconv.ops.plans (plan cache) and
+lkconv.layers.planned_dwconv (the module)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lkconv.ops import _dwconv_ext, dwconv, plans
+from lkconv.layers.planned_dwconv import PlannedDepthwiseConv2d
+from lkconv.ops import dwconv, native, plans
 from lkconv.ops.dwconv import (
     ALGORITHMS,
     DwConvShape,
-    PlannedDepthwiseConv2d,
     depthwise_conv2d,
     plan_for,
+    planner,
+    timing,
     tune,
     useful_macs,
 )
@@ -33,13 +36,13 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LKCONV_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("LKCONV_AUTOTUNE", "0")
     plans.set_autotune(None)
-    dwconv._clear_memo()
+    planner.clear_memo()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
     plans.set_autotune(None)
-    dwconv._clear_memo()
+    planner.clear_memo()
 
 
 def _close(out: torch.Tensor, ref: torch.Tensor, rtol: float) -> None:
@@ -126,9 +129,9 @@ def test_matches_conv2d_bf16(algo):
                          ids=lambda c: f"{c[0]}-k{c[1]}-d{c[2]}-p{c[3]}")
 def test_bf16_dot_path_equals_fp32_path(case):
     """bf16 channels_last: the AVX512-BF16 pair-of-taps path against the fp32-accumulating path and F.conv2d."""
-    from lkconv.ops import _dwconv_ext
+    from lkconv.ops import native
 
-    lib = _dwconv_ext.load()
+    lib = native.load()
     if lib is None or not lib.lk_has_bf16dot():
         pytest.skip("no AVX512-BF16 path in this build")
     shape, (kh, kw), dilation, padding = case
@@ -238,7 +241,7 @@ def test_tune_persists_and_round_trips():
     fresh = plans.PlanCache(_plan_file())
     assert {k: fresh.get(k)["algo"] for k in result} == result
     # the plan is used without re-measuring
-    dwconv._clear_memo()
+    planner.clear_memo()
     x, w = torch.randn(2, 16, 8, 8), torch.randn(16, 1, 7, 7)
     key = next(k for k in result if "|n2|" in k)
     assert plan_for(x, w, None, "same", autotune=False) == result[key]
@@ -320,14 +323,14 @@ def test_heuristic_mode_times_nothing(monkeypatch):
     def no_timing(fn, calls=1, settle=False):
         raise AssertionError("heuristic mode must not time anything")
 
-    monkeypatch.setattr(dwconv, "_time_call", no_timing)
+    monkeypatch.setattr(timing, "time_call", no_timing)
     x, w = torch.randn(2, 16, 7, 7), torch.randn(16, 1, 13, 13)
     assert os.environ["LKCONV_AUTOTUNE"] == "0"
     out = depthwise_conv2d(x, w, None, 6)
     _close(out, _conv(x, w, None, 6, 1), dwconv.FP32_RTOL)
     monkeypatch.delenv("LKCONV_AUTOTUNE")
     plans.set_autotune(False)
-    dwconv._clear_memo()
+    planner.clear_memo()
     out = depthwise_conv2d(x.contiguous(memory_format=CL), w, None, 6)
     _close(out, _conv(x, w, None, 6, 1), dwconv.FP32_RTOL)
     assert not os.path.exists(_plan_file())  # heuristic choices are not persisted
@@ -337,15 +340,15 @@ def test_heuristic_mode_times_nothing(monkeypatch):
 
 def test_autotune_measures_once(monkeypatch):
     calls = []
-    real = dwconv._time_call
-    monkeypatch.setattr(dwconv, "_time_call", lambda fn, n=1, settle=False: calls.append(1) or real(fn, n, settle))
+    real = timing.time_call
+    monkeypatch.setattr(timing, "time_call", lambda fn, n=1, settle=False: calls.append(1) or real(fn, n, settle))
     plans.set_autotune(True)
     x, w = torch.randn(1, 16, 8, 8), torch.randn(16, 1, 5, 5)
     depthwise_conv2d(x, w)
     assert calls, "first use must measure"
     n = len(calls)
     depthwise_conv2d(x, w)
-    dwconv._clear_memo()
+    planner.clear_memo()
     depthwise_conv2d(x, w)  # from the cache file, not re-measured
     assert len(calls) == n
     with open(_plan_file(), encoding="utf-8") as fh:
@@ -365,7 +368,7 @@ def test_direct_pick_is_confirmed_head_to_head(monkeypatch, duel_direct_ms, expe
             return {a: (0.5 if a == "direct:cols14" else 1.0 if a == "nhwc" else 3.0) for a in fns}
         return {"direct:cols14": duel_direct_ms, "nhwc": 1.0}  # the head-to-head decides
 
-    monkeypatch.setattr(dwconv, "_measure", fake_measure)
+    monkeypatch.setattr(timing, "measure", fake_measure)
     plans.set_autotune(True)
     x, w = torch.randn(2, 16, 8, 8).contiguous(memory_format=CL), torch.randn(16, 1, 5, 5)
     assert dwconv.plan_for(x, w, None, 2) == expected
@@ -376,14 +379,14 @@ def test_direct_pick_is_confirmed_head_to_head(monkeypatch, duel_direct_ms, expe
 
 
 def test_near_ties_go_to_pytorch():
-    assert dwconv._pick({"direct:cols7": 0.99, "nhwc": 1.0, "nchw": 3.0}) == "nhwc"
-    assert dwconv._pick({"direct:cols7": 0.5, "nhwc": 1.0}) == "direct:cols7"
-    assert dwconv._pick({"nchw": 2.0, "nhwc": 1.0}) == "nhwc"
+    assert planner.pick({"direct:cols7": 0.99, "nhwc": 1.0, "nchw": 3.0}) == "nhwc"
+    assert planner.pick({"direct:cols7": 0.5, "nhwc": 1.0}) == "direct:cols7"
+    assert planner.pick({"nchw": 2.0, "nhwc": 1.0}) == "nhwc"
 
 
 def test_no_extension_falls_back(monkeypatch):
     monkeypatch.setenv("LKCONV_NO_EXT", "1")
-    _dwconv_ext._reset_for_tests()
+    native._reset_for_tests()
     try:
         assert not dwconv.direct_available()
         x, w = torch.randn(2, 8, 7, 7), torch.randn(8, 1, 7, 7)
@@ -393,7 +396,7 @@ def test_no_extension_falls_back(monkeypatch):
             depthwise_conv2d(x, w, None, 3, algo="direct:cols7")
     finally:
         monkeypatch.delenv("LKCONV_NO_EXT")
-        _dwconv_ext._reset_for_tests()
+        native._reset_for_tests()
 
 
 def test_tune_validation():

@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lkconv.ops import _dwconv_ext
+from lkconv.ops import native
 from lkconv.ops.dwconv_train import depthwise_conv2d_train, depthwise_grad_weight, depthwise_train_applies
 
-needs_ext = pytest.mark.skipif(_dwconv_ext.load() is None, reason="C kernels unavailable (no compiler)")
+needs_ext = pytest.mark.skipif(native.load() is None, reason="C kernels unavailable (no compiler)")
 
 
 def _rel(a, b):

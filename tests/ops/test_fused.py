@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lkconv.ops import _dwconv_ext
+from lkconv.ops import native
 from lkconv.ops.fused import (
     conv1x1_add,
     conv1x1_gelu,
@@ -21,7 +21,7 @@ from lkconv.ops.fused import (
 )
 from lkconv.layers.se import SEBlock
 
-needs_ext = pytest.mark.skipif(_dwconv_ext.load() is None, reason="C kernels unavailable (no compiler)")
+needs_ext = pytest.mark.skipif(native.load() is None, reason="C kernels unavailable (no compiler)")
 
 # fp32: a different summation order and erf approximation (|error| <= 1.5e-7): 1e-5 of the output scale.
 # bf16: the output is rounded to bf16 (8 significant bits) once, torch rounds after each op: 1e-2 of the scale.

@@ -31,7 +31,8 @@ from ..layers.dilated_reparam import DilatedReparamBlock
 from ..models._base import StagedConvNet
 from ..models._reparam import reparameterize_model
 from ..models.unireplknet import UniRepLKNetBlock
-from ..ops.dwconv import PlannedDepthwiseConv2d, _measure
+from ..layers.planned_dwconv import PlannedDepthwiseConv2d
+from ..ops.dwconv import measure as _measure
 from ..layers.norm import LayerNorm2d
 from ..ops.fused import (PW1_PATHS, PW2_PATHS, gelu_grn, layer_norm_channels, pointwise_add, pointwise_gelu,
                          se_gate)

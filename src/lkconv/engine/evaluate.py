@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from ..data import build_data, load_for_predict
-from .atomic import atomic_write_text
+from .._atomic import atomic_write_text
 from .config import TrainConfig
 from .run_dir import RunDir, RunError, load_run
 from .trainer import evaluate_model

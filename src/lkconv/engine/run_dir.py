@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .atomic import atomic_save_safetensors, atomic_torch_save, atomic_write_text
+from .._atomic import atomic_save_safetensors, atomic_torch_save, atomic_write_text
 
 __all__ = ["RunDir", "RunError", "load_run", "rng_state", "set_rng_state", "build_run_model"]
 
@@ -117,7 +117,7 @@ class RunDir:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=100)
         plt.close(fig)
-        from .atomic import atomic_write_bytes
+        from .._atomic import atomic_write_bytes
 
         atomic_write_bytes(self.path / "curves.png", buf.getvalue())
         return True

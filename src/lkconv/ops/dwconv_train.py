@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from . import _dwconv_ext
+from . import native
 from .dwconv import depthwise_conv2d
 
 __all__ = ["depthwise_conv2d_train", "depthwise_train_applies", "depthwise_grad_weight"]
@@ -42,13 +42,13 @@ def depthwise_train_applies(x: torch.Tensor, weight: torch.Tensor, stride, paddi
     return (x.dim() == 4 and x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
             and groups == x.shape[1] == weight.shape[0] and weight.shape[1] == 1 and tuple(stride) == (1, 1)
             and (kh - 1) * dilation[0] >= padding[0] and (kw - 1) * dilation[1] >= padding[1]
-            and not torch.compiler.is_compiling() and _dwconv_ext.load() is not None)
+            and not torch.compiler.is_compiling() and native.load() is not None)
 
 
 def depthwise_grad_weight(x: torch.Tensor, grad_out: torch.Tensor, kernel_size: tuple[int, int],
                           padding: tuple[int, int], dilation: tuple[int, int]) -> torch.Tensor:
     """The weight gradient (C, 1, kh, kw) of a stride-1 depthwise convolution, by the C kernel (fp32 CPU)."""
-    lib = _dwconv_ext.load()
+    lib = native.load()
     if lib is None:
         raise RuntimeError("the C kernels are unavailable (LKCONV_NO_EXT=1 or no compiler)")
     x, g = x.contiguous(memory_format=_CL), grad_out.contiguous(memory_format=_CL)
@@ -56,7 +56,7 @@ def depthwise_grad_weight(x: torch.Tensor, grad_out: torch.Tensor, kernel_size: 
     ho, wo = g.shape[-2:]
     kh, kw = kernel_size
     out = torch.empty(c, 1, kh, kw, dtype=torch.float32)
-    threads = torch.get_num_threads() if _dwconv_ext.threads_supported() else 1
+    threads = torch.get_num_threads() if native.threads_supported() else 1
     rc = lib.lk_dwconv2d_grad_weight(x.data_ptr(), g.data_ptr(), out.data_ptr(), n, c, h, w, ho, wo, kh, kw,
                                      dilation[0], dilation[1], padding[0], padding[1], threads)
     if rc != 0:

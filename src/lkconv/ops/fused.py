@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import _dwconv_ext
+from . import native
 
 __all__ = [
     "PW1_PATHS",
@@ -64,7 +64,7 @@ def gelu_grn(y: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor | None = N
 
     ``gelu_done=True``: ``y`` already holds GELU's output (e.g. from :func:`conv1x1_gelu`); only GRN is applied.
     """
-    lib = _dwconv_ext.load() if _kernel_applies(y) else None
+    lib = native.load() if _kernel_applies(y) else None
     if lib is None:
         if gelu_done:
             gx = torch.linalg.vector_norm(y, ord=2, dim=(2, 3), keepdim=True)
@@ -101,7 +101,7 @@ def se_gate(y: torch.Tensor, down_weight: torch.Tensor, down_bias: torch.Tensor 
     between the large convolutions; bf16 GEMMs this small cost more than the casts), and the gating multiplies ``y``
     in place: two passes over ``y`` and no new activation-sized tensor.
     """
-    lib = _dwconv_ext.load() if _kernel_applies(y) else None
+    lib = native.load() if _kernel_applies(y) else None
     if lib is None:
         return se_gate_reference(y, down_weight, down_bias, up_weight, up_bias)
     b, c, h, w = y.shape
@@ -218,7 +218,7 @@ def layer_norm_channels(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     # The kernel normalises 16 pixels at a time with one vector lane each: it beats F.layer_norm on the few channels
     # of the stem and the early downsampling layers (up to ~2x at 20-80 channels), not on wide maps.
     fits = _kernel_applies(x) and weight is not None and bias is not None and x.shape[1] <= _LN_KERNEL_MAX_CHANNELS
-    lib = _dwconv_ext.load() if fits else None
+    lib = native.load() if fits else None
     if lib is None:
         return layer_norm_channels_reference(x, weight, bias, eps, gelu)
     b, c, h, w = x.shape

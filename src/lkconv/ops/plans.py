@@ -9,8 +9,8 @@ with ``LKCONV_CACHE_DIR``)::
 The machine key holds the CPU model, the logical CPU count, the torch version and the C kernel's source hash, so a
 file copied to another machine (or kept across an upgrade) is not trusted: its plans sit under another key and are
 re-measured. A file of another version or with corrupt content is ignored with a warning and rewritten on the next
-save; it never raises. Saves merge with what is on disk (other processes may have added plans) and are atomic:
-temp file in the same directory, fsync, :func:`os.replace`.
+save; it never raises. Saves merge with what is on disk (other processes may have added plans) and are atomic
+(:mod:`lkconv._atomic`: temp file in the same directory, fsync, :func:`os.replace`).
 
 Autotuning (measuring plans on first use) is on by default; ``LKCONV_AUTOTUNE=0`` or :func:`set_autotune` turns it
 off, in which case plans come from heuristics and nothing is timed.
@@ -21,11 +21,12 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 import threading
 import warnings
 from pathlib import Path
 from typing import Any
+
+from lkconv._atomic import atomic_write_text
 
 __all__ = [
     "CACHE_FILENAME",
@@ -106,7 +107,7 @@ def machine_key() -> str:
     """Return the key that plans measured on this machine and software are filed under."""
     import torch
 
-    from lkconv.ops._dwconv_ext import source_hash
+    from lkconv.ops.native import source_hash
 
     return f"{_cpu_model()}|cpus={os.cpu_count()}|torch={torch.__version__}|kernel={source_hash()}"
 
@@ -238,18 +239,8 @@ class PlanCache:
         mine.update(self._plans)
         machines[self.machine] = mine
         payload = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "machines": machines}
-        tmp_name = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(payload, fh, indent=1, sort_keys=True)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp_name, self.path)
-            tmp_name = None
-            _fsync_dir(self.path.parent)
+            atomic_write_text(self.path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
             return True
         except OSError as exc:
             if not self._warned_save:
@@ -258,25 +249,6 @@ class PlanCache:
                 )
                 self._warned_save = True
             return False
-        finally:
-            if tmp_name is not None:
-                try:
-                    os.unlink(tmp_name)
-                except OSError:
-                    pass
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 _default: PlanCache | None = None

@@ -1,7 +1,8 @@
 """Atomic file writes: a temporary file in the same folder, fsync, then rename over the target.
 
 A reader (or a resumed run) sees either the old file or the new one, never a torn write, whenever the process
-dies — SIGKILL included.
+dies — SIGKILL included. Every file lkconv writes for later reading goes through here: run directories and
+checkpoints (:mod:`lkconv.engine`), the plan cache (:mod:`lkconv.ops.plans`), CLI and demo outputs.
 """
 
 from __future__ import annotations

@@ -1,22 +1,22 @@
-"""C source of the bf16 depthwise path that multiplies pairs of taps with AVX512-BF16 dot products.
+/* bf16 depthwise convolution that multiplies pairs of taps with AVX512-BF16 dot products.
+ *
+ * Where the compiler targets AVX512-BF16 (-march=native on such a CPU: the shared object is built per machine),
+ * lk_dwconv2d sends bf16 channels_last inputs without column dilation here. vdpbf16ps multiplies two pairs of bf16
+ * values and adds both products to an fp32 lane, so one instruction does two taps of 16 channels; the fp32 path
+ * needs one FMA per tap after converting every input to fp32.
+ *
+ * Layout: per task (image, 16 channels, a chunk of output rows) the input rows it reads are packed once into a
+ * pair tile: entry (row, col) holds, per channel, the bf16 pair (x[row, col], x[row, col + 1]) as one 32-bit lane,
+ * with zeros outside the image, so the taps (kx, kx + 1) of output column o are one 64-byte load at column o + kx.
+ * The weights are packed the same way, pairs (w[ky, kx], w[ky, kx + 1]) with w[ky, kw] = 0. Taps that only ever see
+ * padding are skipped as in the fp32 path (per output row and per block of output columns); an odd count of live
+ * taps reads one extra tap that lies on padding for every column of the block, so it adds zero. Products of bf16
+ * values are exact in fp32 and each lane accumulates in fp32 (round to nearest even, denormals flushed, like the
+ * instruction), so results equal the fp32 path's up to summation order; the output is rounded to bf16 like torch. */
+#include "lk_native.h"
 
-Where the compiler targets AVX512-BF16 (``-march=native`` on such a CPU: the shared object is built per machine),
-:c:func:`lk_dwconv2d` sends bf16 channels_last inputs without column dilation here. ``vdpbf16ps`` multiplies two
-pairs of bf16 values and adds both products to an fp32 lane, so one instruction does two taps of 16 channels — the
-fp32 path needs one FMA per tap after converting every input to fp32.
+static int lk_bf16dot_on = 1;
 
-Layout: per task (image, 16 channels, a chunk of output rows) the input rows it reads are packed once into a *pair
-tile*: entry (row, col) holds, per channel, the bf16 pair (x[row, col], x[row, col + 1]) as one 32-bit lane, with
-zeros outside the image, so the taps (kx, kx + 1) of output column ``o`` are one 64-byte load at column ``o + kx``.
-The weights are packed the same way, pairs (w[ky, kx], w[ky, kx + 1]) with w[ky, kw] = 0. Taps that only ever see
-padding are skipped as in the fp32 path (per output row and per block of output columns); an odd count of live
-taps reads one extra tap that lies on padding for every column of the block, so it adds zero. Products of bf16
-values are exact in fp32 and each lane accumulates in fp32 (round to nearest even, denormals flushed, like the
-instruction), so results equal the fp32 path's up to summation order; the output is rounded to bf16 like torch.
-"""
-
-C_SOURCE_BF16 = r"""
-/* ---- bf16 depthwise convolution with AVX512-BF16 dot products (pairs of taps) ---- */
 #ifdef __AVX512BF16__
 #include <immintrin.h>
 #define LK_XB 14  /* most output columns per register block (14 accumulators + weights + inputs in 32 registers) */
@@ -56,9 +56,9 @@ static void lk_dot_block(int nb, const __m512i* src, int64_t rstep, const __m512
 /* NHWC bf16 x (N, H, W, C) -> NHWC bf16 y (N, Ho, Wo, C); stride 1, row dilation dh, no column dilation.
  * wpk: fp32 weights packed by lk_pack_weight for the tap window win (exact bf16 values). Returns 0, or 2 if out of
  * memory. */
-static int lk_dwconv2d_bf16dot(const uint16_t* x, const float* wpk, const int32_t* win, const uint16_t* bias,
-                               uint16_t* y, int64_t N, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo,
-                               int dh, int64_t pt, int64_t pl, int block, int nthreads) {
+static int bf16dot(const uint16_t* x, const float* wpk, const int32_t* win, const uint16_t* bias, uint16_t* y,
+                   int64_t N, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo, int dh, int64_t pt, int64_t pl,
+                   int block, int nthreads) {
     const int XB = block < 1 ? 1 : block > LK_XB ? LK_XB : block;
     /* the tap window as the kernel: taps outside it never see a real pixel */
     const int kh = win[1] - win[0], kw = win[3] - win[2];
@@ -98,14 +98,14 @@ static int lk_dwconv2d_bf16dot(const uint16_t* x, const float* wpk, const int32_
     const int64_t ntask = base * R;
     const int64_t tile_rows = mn(rows + halo, H);
     int err = 0;
-    #pragma omp parallel num_threads(nthreads)
+    LK_OMP(omp parallel num_threads(nthreads))
     {
         __m512i* tile = (__m512i*)aligned_alloc(64, (size_t)(tile_rows * TW) * 64);
         if (!tile) {
-            #pragma omp atomic write
+            LK_OMP(omp atomic write)
             err = 2;
         } else {
-            #pragma omp for schedule(dynamic, 1)
+            LK_OMP(omp for schedule(dynamic, 1))
             for (int64_t task = 0; task < ntask; ++task) {
                 const int64_t rc = task % R, n = (task / R) / CB, cb = (task / R) % CB;
                 const int64_t c0 = cb * VL;
@@ -160,6 +160,18 @@ static int lk_dwconv2d_bf16dot(const uint16_t* x, const float* wpk, const int32_
 }
 #endif
 
+int lk_dwconv2d_bf16dot(const uint16_t* x, const float* wpk, const int32_t* win, const uint16_t* bias, uint16_t* y,
+                        int64_t N, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo, int dh, int64_t pt,
+                        int64_t pl, int block, int nthreads) {
+#ifdef __AVX512BF16__
+    if (lk_bf16dot_on) return bf16dot(x, wpk, win, bias, y, N, C, H, W, Ho, Wo, dh, pt, pl, block, nthreads);
+#else
+    (void)x; (void)wpk; (void)win; (void)bias; (void)y; (void)N; (void)C; (void)H; (void)W; (void)Ho; (void)Wo;
+    (void)dh; (void)pt; (void)pl; (void)block; (void)nthreads;
+#endif
+    return -1;
+}
+
 /* 1 when this build has the AVX512-BF16 path; lk_set_bf16dot(0) turns it off (tests, benchmarks). */
 int lk_has_bf16dot(void) {
 #ifdef __AVX512BF16__
@@ -169,4 +181,3 @@ int lk_has_bf16dot(void) {
 #endif
 }
 void lk_set_bf16dot(int on) { lk_bf16dot_on = on != 0; }
-"""

@@ -1,9 +1,19 @@
-"""Build-on-first-use loader for the C depthwise convolution kernel.
+"""lkconv's native kernels: C files shipped with the package, built on first use and called through ctypes.
 
-The kernel (:mod:`lkconv.ops._dwconv_ext._source`) is plain C with no Python or torch headers, so it compiles in about
-a second with the system C compiler and is called through :mod:`ctypes` (which releases the GIL). The shared object is
-cached under ``<cache dir>/ext/`` with a name that hashes the source, the compiler flags and the CPU's feature flags,
-so a cache directory shared between machines never loads a binary built for another instruction set.
+This folder holds the C sources (package data) and their loader:
+
+* ``dwconv.c``: the depthwise convolution (fp32 accumulation, NCHW and channels_last, fp32 and bf16) and its weight
+  gradient; ``dwconv_bf16.c``: its AVX512-BF16 path (pairs of taps per dot product) where the build targets it;
+* ``pointwise.c``: GELU + the GRN statistic, per-channel scaling and the SE excitation; ``layernorm.c``: LayerNorm
+  over the channels of each pixel;
+* ``lk_native.h``: shared vector types and helpers and the exported prototypes; ``lk_vmath.h``: GELU and bf16
+  rounding on 16 lanes; :mod:`~lkconv.ops.native.signatures`: the same prototypes as the table that sets the ctypes
+  signatures (a test checks that the two agree).
+
+The C has no Python or torch headers, so it compiles in a few seconds with the system C compiler (GCC or Clang) and
+is called through :mod:`ctypes` (which releases the GIL). The shared object is cached under ``<cache dir>/ext/`` with
+a name that hashes the sources, the compiler flags and the CPU's feature flags, so a cache directory shared between
+machines never loads a binary built for another instruction set.
 
 Set ``LKCONV_NO_EXT=1`` to disable the kernel; every failure to build or load it (no compiler, no OpenMP, a read-only
 cache directory) is reported once as a warning and leaves lkconv on its pure-torch algorithms.
@@ -22,15 +32,18 @@ import threading
 import warnings
 from pathlib import Path
 
-from lkconv.ops._dwconv_ext._source import C_SOURCE as _DW_SOURCE
-from lkconv.ops._dwconv_ext._source_bf16 import C_SOURCE_BF16
-from lkconv.ops._dwconv_ext._source_pointwise import C_SOURCE_POINTWISE
+from lkconv.ops.native.signatures import declare
 
-#: One shared object holds every kernel: the depthwise convolution (with its AVX512-BF16 path where the compiler
-#: targets it) and the fused FFN element-wise kernels.
-C_SOURCE = _DW_SOURCE + C_SOURCE_BF16 + C_SOURCE_POINTWISE
+__all__ = ["C_FILES", "HEADERS", "KERNEL_VERSION", "NATIVE_DIR", "load", "source_hash", "threads_supported"]
 
-__all__ = ["KERNEL_VERSION", "load", "source_hash", "threads_supported"]
+#: The folder of the C sources (installed with the package as package data).
+NATIVE_DIR = Path(__file__).resolve().parent
+#: Every translation unit of the shared object; each compiles on its own.
+C_FILES: tuple[str, ...] = ("dwconv.c", "dwconv_bf16.c", "pointwise.c", "layernorm.c")
+#: The headers they include.
+HEADERS: tuple[str, ...] = ("lk_native.h", "lk_vmath.h")
+#: Flags every build adds to a flag set: C dialect, a shared object, only the LK_API functions exported.
+BASE_FLAGS: tuple[str, ...] = ("-std=gnu11", "-fPIC", "-fvisibility=hidden")
 
 #: Bump when the kernel's behaviour (not only its text) changes; part of the plan-cache machine key.
 KERNEL_VERSION = 2  # 2: bf16 channels_last inputs take the AVX512-BF16 path where built
@@ -48,9 +61,13 @@ _tried = False
 _openmp = False
 
 
+def _sources_text() -> str:
+    return "".join(f"// {name}\n{(NATIVE_DIR / name).read_text(encoding='utf-8')}" for name in HEADERS + C_FILES)
+
+
 def source_hash() -> str:
-    """Return a short hash of the kernel source and version (changes whenever the compiled code would)."""
-    return hashlib.sha256(f"{KERNEL_VERSION}\n{C_SOURCE}".encode()).hexdigest()[:16]
+    """Return a short hash of the kernel sources and version (changes whenever the compiled code would)."""
+    return hashlib.sha256(f"{KERNEL_VERSION}\n{_sources_text()}".encode()).hexdigest()[:16]
 
 
 def _cpu_flags() -> str:
@@ -77,46 +94,20 @@ def _compiler() -> str | None:
     return None
 
 
-def _declare(lib: ctypes.CDLL) -> None:
-    i64, i32, vp = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
-    lib.lk_tap_window.argtypes = [i64, i64, i64, i64, i32, i32, i32, i32, i64, i64, vp]
-    lib.lk_tap_window.restype = None
-    lib.lk_pack_weight.argtypes = [vp, vp, i64, i32, i32, vp, i32, i32]
-    lib.lk_pack_weight.restype = None
-    lib.lk_dwconv2d.argtypes = [vp, vp, vp, vp, vp] + [i64] * 6 + [i32] * 4 + [i64] * 2 + [i32] * 6
-    lib.lk_dwconv2d.restype = i32
-    lib.lk_dwconv2d_raw.argtypes = [vp, vp, vp, vp] + [i64] * 6 + [i32] * 4 + [i64] * 2 + [i32] * 6
-    lib.lk_dwconv2d_raw.restype = i32
-    lib.lk_dwconv2d_grad_weight.argtypes = [vp, vp, vp] + [i64] * 6 + [i32] * 4 + [i64] * 2 + [i32]
-    lib.lk_dwconv2d_grad_weight.restype = i32
-    lib.lk_channel_stats.argtypes = [vp, i64, i64, i64, i32, i32, vp, i32]
-    lib.lk_channel_stats.restype = i32
-    lib.lk_scale_channels.argtypes = [vp, vp, i64, i64, i64, i32, i32]
-    lib.lk_scale_channels.restype = None
-    lib.lk_se_excite.argtypes = [vp, ctypes.c_float, vp, vp, vp, vp, i64, i64, i64, vp, vp]
-    lib.lk_se_excite.restype = None
-    lib.lk_has_bf16dot.argtypes = []
-    lib.lk_has_bf16dot.restype = i32
-    lib.lk_set_bf16dot.argtypes = [i32]
-    lib.lk_set_bf16dot.restype = None
-    lib.lk_layernorm_rows.argtypes = [vp, vp, vp, vp, i64, i64, ctypes.c_float, i32, i32, i32]
-    lib.lk_layernorm_rows.restype = i32
-
-
 def _build(cc: str, out_dir: Path) -> tuple[Path, bool]:
     """Compile the kernel into ``out_dir`` and return (path, has_openmp); raises RuntimeError on failure."""
     out_dir.mkdir(parents=True, exist_ok=True)
     errors = []
     for flags in _FLAG_SETS:
-        tag = hashlib.sha256(f"{source_hash()}|{cc}|{' '.join(flags)}|{_cpu_flags()}".encode()).hexdigest()[:20]
+        flag_text = " ".join((*flags, *BASE_FLAGS))
+        tag = hashlib.sha256(f"{source_hash()}|{cc}|{flag_text}|{_cpu_flags()}".encode()).hexdigest()[:20]
         target = out_dir / f"lk_dwconv_{tag}.so"
         if target.exists():
             return target, "-fopenmp" in flags
         with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-            src = Path(tmp) / "lk_dwconv.c"
-            src.write_text(C_SOURCE, encoding="utf-8")
             tmp_so = Path(tmp) / "lk_dwconv.so"
-            cmd = [cc, *flags, "-std=gnu11", "-fPIC", "-shared", "-o", str(tmp_so), str(src), "-lm"]
+            sources = [str(NATIVE_DIR / name) for name in C_FILES]
+            cmd = [cc, *flags, *BASE_FLAGS, "-shared", "-o", str(tmp_so), *sources, "-lm"]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
             if proc.returncode == 0 and tmp_so.exists():
                 os.replace(tmp_so, target)  # atomic: concurrent builders race harmlessly
@@ -148,7 +139,7 @@ def load() -> ctypes.CDLL | None:
                 raise RuntimeError("no C compiler found (set CC or install gcc)")
             path, _openmp = _build(cc, _ext_dir())
             lib = ctypes.CDLL(str(path))
-            _declare(lib)
+            declare(lib)
             _lib = lib
         except Exception as exc:  # any failure leaves the pure-torch algorithms in charge
             warnings.warn(f"lkconv: C depthwise kernel unavailable, using torch algorithms only ({exc})", stacklevel=2)

@@ -1,61 +1,31 @@
-"""C source of the depthwise convolution kernel, kept as a string so that it ships inside the Python package.
-
-The kernel is written in portable C with GCC/Clang vector extensions (16-lane float vectors) and OpenMP; it is
-compiled on first use by :mod:`lkconv.ops._dwconv_ext` with ``-O3 -march=native``.
-"""
-
-C_SOURCE = r"""
 /* lkconv depthwise convolution kernel (stride 1, any padding and dilation), fp32 accumulation.
  * Channels are processed in blocks of 16 lanes; inputs are packed into a per-thread tile, taps that fall
  * wholly on padding are skipped. Two register-blocking schemes: along output columns (mode 0) or along
  * the batch (mode 1). */
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
-typedef float v16 __attribute__((vector_size(64)));
-typedef float v16u __attribute__((vector_size(64), aligned(4)));
-typedef int32_t v16i __attribute__((vector_size(64)));
-#define VL 16
-#define BMAX 16
-
-static inline float bf2f(uint16_t h) { uint32_t u = ((uint32_t)h) << 16; float f; memcpy(&f, &u, 4); return f; }
-static inline uint16_t f2bf(float f) {
-    uint32_t u; memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-static inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-static inline int64_t mn(int64_t a, int64_t b) { return a < b ? a : b; }
-static inline int64_t mx(int64_t a, int64_t b) { return a > b ? a : b; }
-/* smallest k in [0, K] with k * d >= v */
-static inline int kmin_ge(int64_t v, int d, int K) {
-    if (v <= 0) return 0;
-    const int64_t k = d == 1 ? v : cdiv(v, d);  /* no division in the common undilated case */
-    return k > K ? K : (int)k;
-}
-/* one past the largest k in [0, K) with k * d <= v (0 when none) */
-static inline int kmax_le(int64_t v, int d, int K) {
-    if (v < 0) return 0;
-    const int64_t k = (d == 1 ? v : v / d) + 1;
-    return k > K ? K : (int)k;
-}
+#include "lk_native.h"
 
 static inline void transpose16(v16* r) {
-    const v16i l1 = {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30};
-    const v16i h1 = {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31};
-    const v16i l2 = {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29};
-    const v16i h2 = {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31};
-    const v16i l4 = {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27};
-    const v16i h4 = {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31};
-    const v16i l8 = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
-    const v16i h8 = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+#define L1 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
+#define H1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+#define L2 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
+#define H2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define L4 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
+#define H4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
+#define L8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define H8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
 #define LK_STAGE(h, ML, MH) for (int i = 0; i < 16; ++i) if (!(i & (h))) { \
         const v16 a = r[i], b = r[i + (h)]; \
-        r[i] = __builtin_shuffle(a, b, ML); r[i + (h)] = __builtin_shuffle(a, b, MH); }
-    LK_STAGE(1, l1, h1) LK_STAGE(2, l2, h2) LK_STAGE(4, l4, h4) LK_STAGE(8, l8, h8)
+        r[i] = LK_SHUFFLE16(a, b, ML); r[i + (h)] = LK_SHUFFLE16(a, b, MH); }
+    LK_STAGE(1, L1, H1) LK_STAGE(2, L2, H2) LK_STAGE(4, L4, H4) LK_STAGE(8, L8, H8)
 #undef LK_STAGE
+#undef L1
+#undef H1
+#undef L2
+#undef H2
+#undef L4
+#undef H4
+#undef L8
+#undef H8
 }
 
 /* the taps [ky0, ky1) x [kx0, kx1) that any output reads a real pixel with */
@@ -71,7 +41,8 @@ void lk_tap_window(int64_t H, int64_t W, int64_t Ho, int64_t Wo, int kh, int kw,
 void lk_pack_weight(const void* w, float* wpk, int64_t C, int kh, int kw, const int32_t* win, int bf, int nthreads) {
     const int64_t CB = cdiv(C, VL);
     const int nky = win[1] - win[0], nkx = win[3] - win[2];
-    #pragma omp parallel for num_threads(nthreads) schedule(static)
+    (void)nthreads;  /* unused without OpenMP */
+    LK_OMP(omp parallel for num_threads(nthreads) schedule(static))
     for (int64_t cb = 0; cb < CB; ++cb) {
         float* wp = wpk + cb * (int64_t)nky * nkx * VL;
         const int nl = (int)mn(C - cb * VL, VL);
@@ -211,13 +182,6 @@ static void unpack_out(void* y, int out_nhwc, int bf, int64_t n, int64_t C, int6
     }
 }
 
-/* bf16, channels_last, no column dilation: pairs of taps per AVX512-BF16 dot product (defined further on) */
-static int lk_bf16dot_on = 1;
-#ifdef __AVX512BF16__
-static int lk_dwconv2d_bf16dot(const uint16_t* x, const float* wpk, const int32_t* win, const uint16_t* bias,
-                               uint16_t* y, int64_t N, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo,
-                               int dh, int64_t pt, int64_t pl, int block, int nthreads);
-#endif
 
 /* mode 0: blocks of up to `block` output columns of one image; mode 1: blocks of up to `block` images at one pixel.
  * wpk: weights packed by lk_pack_weight for the tap window win. Inputs and outputs are dense NCHW or NHWC. */
@@ -227,11 +191,11 @@ int lk_dwconv2d(const void* x, const float* wpk, const int32_t* win, const void*
                 int in_nhwc, int out_nhwc, int bf, int mode, int block, int nthreads) {
     if (block < 1 || block > BMAX || (mode != 0 && mode != 1) || nthreads < 1) return 1;
     if (N <= 0 || C <= 0 || Ho <= 0 || Wo <= 0) return 0;
-#ifdef __AVX512BF16__
-    if (bf && in_nhwc && out_nhwc && dw == 1 && mode == 0 && lk_bf16dot_on)
-        return lk_dwconv2d_bf16dot((const uint16_t*)x, wpk, win, (const uint16_t*)bias, (uint16_t*)y, N, C, H, W,
-                                   Ho, Wo, dh, pt, pl, block, nthreads);
-#endif
+    if (bf && in_nhwc && out_nhwc && dw == 1 && mode == 0) {  /* pairs of taps per AVX512-BF16 dot product */
+        const int rc = lk_dwconv2d_bf16dot((const uint16_t*)x, wpk, win, (const uint16_t*)bias, (uint16_t*)y, N, C,
+                                           H, W, Ho, Wo, dh, pt, pl, block, nthreads);
+        if (rc >= 0) return rc;
+    }
     const int64_t CB = cdiv(C, VL);
     const int wy0 = win[0], wx0 = win[2], wkw = win[3] - win[2];
     const int64_t wrs = (int64_t)wkw * VL, wcb = (int64_t)(win[1] - win[0]) * wkw * VL;
@@ -254,11 +218,11 @@ int lk_dwconv2d(const void* x, const float* wpk, const int32_t* win, const void*
     const int64_t tile_rows = mn(rows + halo, H);
     const int64_t tile_sz = tile_rows * trs, obuf_sz = rows * Wo * tps;
     int err = 0;
-    #pragma omp parallel num_threads(nthreads)
+    LK_OMP(omp parallel num_threads(nthreads))
     {
         float* tile = (float*)aligned_alloc(64, (size_t)((tile_sz + obuf_sz) * 4 + 64));
         if (!tile) {
-            #pragma omp atomic write
+            LK_OMP(omp atomic write)
             err = 2;
         } else {
             float* obuf = tile + tile_sz;
@@ -266,7 +230,7 @@ int lk_dwconv2d(const void* x, const float* wpk, const int32_t* win, const void*
                 memset(tile + r * trs, 0, (size_t)(TL * VL * 4));
                 memset(tile + r * trs + (TL + W) * VL, 0, (size_t)(TL * VL * 4));
             }
-            #pragma omp for schedule(dynamic, 1)
+            LK_OMP(omp for schedule(dynamic, 1))
             for (int64_t task = 0; task < ntask; ++task) {
                 const int64_t rc = task % R, g = (task / R) / CB, cb = (task / R) % CB;
                 const int64_t c0 = cb * VL;
@@ -376,9 +340,7 @@ int lk_dwconv2d_grad_weight(const float* x, const float* g, float* out, int64_t 
     float* part = (float*)aligned_alloc(64, (size_t)(tasks * K * VL) * sizeof(float));
     if (!part) return 2;
     memset(part, 0, (size_t)(tasks * K * VL) * sizeof(float));
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
-#endif
+LK_OMP(omp parallel for num_threads(nthreads) schedule(dynamic, 1))
     for (int64_t task = 0; task < tasks; ++task) {
         const int64_t cb = task / nbs, bs = task % nbs, c0 = cb * VL;
         const int nl = (int)mn(VL, C - c0);
@@ -422,4 +384,3 @@ int lk_dwconv2d_grad_weight(const float* x, const float* g, float* out, int64_t 
     free(part);
     return 0;
 }
-"""
