@@ -16,6 +16,15 @@ from lkconv.ops.dwconv.spec import ALGO_NAMES, OUT_FORMATS, pair, resolve_paddin
 __all__ = ["PlannedDepthwiseConv2d"]
 
 
+def _checked_options(algo: str | None, out_format: str | None) -> tuple[str | None, str | None]:
+    """Return (algo, out_format) once both are known to :func:`~lkconv.ops.dwconv.depthwise_conv2d`."""
+    if algo is not None and algo not in ALGO_NAMES:
+        raise ValueError(f"algo must be None or one of {ALGO_NAMES}, got {algo!r}")
+    if out_format not in OUT_FORMATS:
+        raise ValueError(f"out_format must be one of None, 'nchw', 'nhwc', 'any', got {out_format!r}")
+    return algo, out_format
+
+
 class PlannedDepthwiseConv2d(nn.Module):
     """Depthwise ``Conv2d`` (stride 1, zero padding) that runs :func:`depthwise_conv2d` with per-shape plans.
 
@@ -52,12 +61,7 @@ class PlannedDepthwiseConv2d(nn.Module):
         self.dilation = pair(dilation, "dilation", 1)
         resolve_padding(padding, *self.kernel_size, *self.dilation)  # validates
         self.padding = padding
-        if algo is not None and algo not in ALGO_NAMES:
-            raise ValueError(f"algo must be None or one of {ALGO_NAMES}, got {algo!r}")
-        if out_format not in OUT_FORMATS:
-            raise ValueError(f"out_format must be one of None, 'nchw', 'nhwc', 'any', got {out_format!r}")
-        self.algo = algo
-        self.out_format = out_format
+        self.algo, self.out_format = _checked_options(algo, out_format)
         kw = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(channels, 1, *self.kernel_size, **kw))
         self.bias = nn.Parameter(torch.empty(channels, **kw)) if bias else None
@@ -105,12 +109,7 @@ class PlannedDepthwiseConv2d(nn.Module):
         mod.kernel_size = tuple(conv.kernel_size)
         mod.dilation = tuple(conv.dilation)
         mod.padding = padding
-        if algo is not None and algo not in ALGO_NAMES:
-            raise ValueError(f"algo must be None or one of {ALGO_NAMES}, got {algo!r}")
-        if out_format not in OUT_FORMATS:
-            raise ValueError(f"out_format must be one of None, 'nchw', 'nhwc', 'any', got {out_format!r}")
-        mod.algo = algo
-        mod.out_format = out_format
+        mod.algo, mod.out_format = _checked_options(algo, out_format)
         mod.weight = conv.weight
         mod.bias = conv.bias
         mod._packed = PackedWeight()
