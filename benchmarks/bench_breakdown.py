@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _timing import steady_allocator  # noqa: E402
 
 import lkconv  # noqa: E402
-import lkconv.deploy.optimize as optimize_module  # noqa: E402
+import lkconv.deploy.fast_unireplknet as optimize_module  # noqa: E402
 
 #: Functions the fused block calls through lkconv.deploy.optimize's namespace.
 BLOCK_OPS = ("se_gate", "pointwise_gelu", "gelu_grn", "pointwise_add")

@@ -191,7 +191,9 @@ def _model_from_args(args: argparse.Namespace):
         from .models import create_model
 
         model = create_model(args.model, num_classes=args.num_classes).eval()
-        shape = (3, args.img_size, args.img_size)
+        # the model's own input shape, its spatial (or, for a sequence model, time) sides set to --img-size
+        default = tuple(getattr(model, "default_input_size", (3, 224, 224)))
+        shape = (default[0], *([args.img_size] * (len(default) - 1)))
     return model, torch.randn(args.batch_size, *shape)
 
 

@@ -60,7 +60,7 @@ def test_every_pointwise_path_equals_original(pw1, pw2, randomize):
 def test_pointwise_paths_are_measured_per_block(monkeypatch):
     model = lkconv.create_model("unireplknet_a", num_classes=10).eval()
     x = torch.randn(2, 3, 64, 64)
-    from lkconv.deploy import optimize as opt_mod
+    from lkconv.deploy import fast_unireplknet as opt_mod
 
     measured = []
 

@@ -1,22 +1,35 @@
 """``optimize_for_inference``: the fastest deploy module this machine can run, equal to the original.
 
-Steps, each one exact in real arithmetic:
+It works on every registered model and on a run's ``PerceptionModel`` (adapter + backbone), as a sequence of
+generic passes over an ``eval()`` copy; a pass that finds nothing to do changes nothing:
 
-1. copy the model, ``eval()``, re-parameterize (Dilated Reparam Blocks, BatchNorms, GRN β, layer scale);
-2. keep one memory format for the whole network: channels_last (NHWC in memory, NCHW logically), so no block
-   pays a layout round trip;
-3. run the dense layers on that layout without permutes, each block's two pointwise layers on the path measured
-   fastest for its activations (:func:`~lkconv.ops.fused.pointwise_gelu` / :func:`~lkconv.ops.fused.pointwise_add`):
-   a oneDNN 1×1 convolution with GELU or the residual addition in its epilogue
-   (``torch.ops.mkldnn._convolution_pointwise``, the op inductor uses), the convolution alone (GELU then runs in the
-   GRN kernel, the addition in place), or ``F.linear`` on the NHWC view;
-4. GRN, the SE, and the stem's and downsampling layers' LayerNorm (+ GELU), run as fused C kernels
-   (:mod:`lkconv.ops.fused`) — the plain module spends about a third of its time in these element-wise passes;
-5. every stride-1 depthwise convolution becomes a :class:`~lkconv.ops.dwconv.PlannedDepthwiseConv2d`, its
-   algorithm chosen per shape by measurement (or the plan cache) on ``example_input``;
-6. the stem and the first two stages run on micro-batches, so their wide activations are reused from the heap and
-   stay in cache instead of being fresh 32–64 MB mappings on every call;
-7. optionally cast to bf16 and/or ``torch.compile`` (``dynamic=False``).
+1. **re-parameterize**: every module with ``reparameterize()`` folds into its deploy structure (Dilated Reparam
+   Blocks, BatchNorms inside blocks, GRN β, layer scale, RepLK small kernels, RepVGG mixers, ...);
+2. **inference form**: every module with an ``inference_form()`` method is replaced by what it returns (see the
+   protocol below) — UniRepLKNet's fast fused block, InceptionNeXt's block with its BatchNorm and γ folded, ...;
+3. **fuse norms**: a channels-first LayerNorm (+ the exact GELU after it) runs as one fused C kernel
+   (:mod:`lkconv.ops.fused`; the plain module spends about a third of its time in such element-wise passes), and
+   an eval-mode BatchNorm2d next to a convolution in an ``nn.Sequential`` folds into it (convolution → BN always;
+   BN → convolution when the convolution is unpadded and ungrouped, so the fold stays exact at the borders);
+4. **plan depthwise convolutions**: every stride-1 zero-padded depthwise ``nn.Conv2d`` becomes a
+   :class:`~lkconv.layers.planned_dwconv.PlannedDepthwiseConv2d`, its algorithm chosen per shape by measurement (or the plan
+   cache) on ``example_input``;
+5. **micro-batch**: a staged ConvNet runs its first :data:`MICRO_BATCH_STAGES` stages on micro-batches, so their
+   wide activations are reused from the heap and stay in cache instead of being fresh 32–64 MB mappings per call.
+
+Around them: one memory format for the whole network (channels_last: NHWC in memory, NCHW logically, so no
+block pays a layout round trip), optionally bf16 and ``torch.compile`` (``dynamic=False``).
+
+The inference-form protocol
+---------------------------
+A block class may define ``inference_form(self) -> nn.Module``, next to the block in its family's file. It is
+called once per block, after step 1 (the block is in its deploy structure), in eval mode, under ``no_grad``, on an
+inference-only copy, so it may modify ``self`` and return it, or return a new module sharing its parameters. The
+result must compute the same function as the block in eval mode (any layout, fp32 and bf16); it is not descended
+into by this pass (a form owns its insides), but steps 3–4 still walk it. Blocks without the method are kept as
+they are: their eval-mode forward is the plain, exact form. A form that wants to measure its own choices (e.g.
+which GEMM path runs its pointwise layers) has a boolean attribute ``calibrate``: :func:`optimize_for_inference`
+sets it for one forward of ``example_input`` (``choose_pointwise=True``) and the form clears it.
 """
 
 from __future__ import annotations
@@ -24,30 +37,19 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..layers.dilated_reparam import DilatedReparamBlock
+from ..layers.conv_bn import fold_preceding_bn
+from ..layers.norm import LayerNorm2d
 from ..models._base import StagedConvNet
 from ..models._reparam import reparameterize_model
-from ..models.unireplknet import UniRepLKNetBlock
 from ..layers.planned_dwconv import PlannedDepthwiseConv2d
-from ..ops.dwconv import measure as _measure
-from ..layers.norm import LayerNorm2d
-from ..ops.fused import (PW1_PATHS, PW2_PATHS, gelu_grn, layer_norm_channels, pointwise_add, pointwise_gelu,
-                         se_gate)
+from ..ops.fused import layer_norm_channels
+from ..ops.reparam import fuse_bn
+from .fast_unireplknet import FastUniRepLKNetBlock
 
-__all__ = ["optimize_for_inference", "OptimizedModel", "FastUniRepLKNetBlock"]
-
-
-def _linear_to_conv1x1(linear: nn.Linear) -> nn.Conv2d:
-    conv = nn.Conv2d(linear.in_features, linear.out_features, 1, bias=linear.bias is not None,
-                     device=linear.weight.device, dtype=linear.weight.dtype)
-    with torch.no_grad():
-        conv.weight.copy_(linear.weight[:, :, None, None])
-        if linear.bias is not None:
-            conv.bias.copy_(linear.bias)
-    return conv
+__all__ = ["optimize_for_inference", "OptimizedModel", "FastUniRepLKNetBlock", "apply_inference_forms",
+           "fuse_norms", "plan_depthwise_convs"]
 
 
 def _is_planned_dw(conv: nn.Module) -> bool:
@@ -55,60 +57,19 @@ def _is_planned_dw(conv: nn.Module) -> bool:
             and tuple(conv.stride) == (1, 1) and conv.padding_mode == "zeros")
 
 
-#: Timed bursts per pointwise path when a block chooses its paths (the minimum decides; 3 was too few to choose the
-#: same paths twice in a row on a shared 2-core machine).
-POINTWISE_REPS = 7
-#: Pointwise paths chosen in this process, per (activation shapes, dtype, pw1 weight shape, threads).
-_POINTWISE_CHOICES: dict[tuple, tuple[str, str]] = {}
+def apply_inference_forms(module: nn.Module) -> int:
+    """Pass 2: replaces, in place, every descendant that has ``inference_form()`` by its result; returns how many.
 
-
-class FastUniRepLKNetBlock(nn.Module):
-    """A fused UniRepLKNet block in one memory format: dwconv → SE → 1×1 conv → GELU → GRN → 1×1 conv → + x."""
-
-    def __init__(self, block: UniRepLKNetBlock) -> None:
-        super().__init__()
-        if not block.deploy:
-            raise ValueError("FastUniRepLKNetBlock needs a re-parameterized block (call reparameterize_model first)")
-        dw = block.dwconv.lk_origin if isinstance(block.dwconv, DilatedReparamBlock) else block.dwconv
-        self.dwconv = dw
-        self.se = block.se
-        self.pw1 = _linear_to_conv1x1(block.pwconv1[1])
-        self.grn_gamma = nn.Parameter(block.act[1].gamma.detach().reshape(1, -1, 1, 1).clone())
-        self.pw2 = _linear_to_conv1x1(block.pwconv2[0])
-
-        self.pw1_path, self.pw2_path = "conv_gelu", "conv_add"
-        self.calibrate = False  # set by optimize_for_inference for its example forward
-
-    def _ffn_in(self, y: torch.Tensor, path: str) -> torch.Tensor:
-        y, gelu_done = pointwise_gelu(y, self.pw1.weight, self.pw1.bias, path)
-        return gelu_grn(y, self.grn_gamma, gelu_done=gelu_done)  # (γ·N(x) + 1)·GELU(x): C kernels when available
-
-    def _choose_paths(self, y: torch.Tensor, x: torch.Tensor) -> None:
-        """Measure the ways of running the two pointwise layers on these inputs; keep the fastest of each.
-
-        Blocks with the same activation and weight shapes (most blocks of a stage) share one measurement per process.
-        """
-        key = (tuple(y.shape), tuple(x.shape), y.dtype, tuple(self.pw1.weight.shape), torch.get_num_threads())
-        if key not in _POINTWISE_CHOICES:
-            times = _measure({p: (lambda p=p: self._ffn_in(y, p)) for p in PW1_PATHS}, POINTWISE_REPS)
-            pw1 = min(times, key=times.__getitem__)
-            z = self._ffn_in(y, pw1)
-            times = _measure({p: (lambda p=p: pointwise_add(z, self.pw2.weight, self.pw2.bias, x, p))
-                              for p in PW2_PATHS}, POINTWISE_REPS)
-            _POINTWISE_CHOICES[key] = (pw1, min(times, key=times.__getitem__))
-        self.pw1_path, self.pw2_path = _POINTWISE_CHOICES[key]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        se = self.se
-        y = se_gate(self.dwconv(x), se.down.weight, se.down.bias, se.up.weight, se.up.bias)  # in place when it can
-        if self.calibrate:
-            self._choose_paths(y, x)
-            self.calibrate = False
-        y = self._ffn_in(y, self.pw1_path)
-        return pointwise_add(y, self.pw2.weight, self.pw2.bias, x, self.pw2_path)  # x + pw2(y)
-
-    def extra_repr(self) -> str:
-        return f"pw1={self.pw1_path}, pw2={self.pw2_path}"
+    ``module`` itself is not replaced (it is the container being optimized)."""
+    n = 0
+    for name, child in list(module.named_children()):
+        form = getattr(child, "inference_form", None)
+        if callable(form):
+            setattr(module, name, form())
+            n += 1
+        else:
+            n += apply_inference_forms(child)
+    return n
 
 
 class FastLayerNorm2d(nn.Module):
@@ -122,22 +83,62 @@ class FastLayerNorm2d(nn.Module):
         return layer_norm_channels(x, self.weight, self.bias, self.eps, gelu=self.gelu)
 
 
-def _fuse_norms(module: nn.Module) -> None:
-    """LayerNorm2d (→ GELU) pairs become FastLayerNorm2d, also inside Sequentials (the stem and downsampling)."""
+def _is_bn2d(m: nn.Module) -> bool:
+    return isinstance(m, nn.BatchNorm2d) and m.track_running_stats and m.running_var is not None
+
+
+@torch.no_grad()
+def _fold_bn_after(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """Folds the BatchNorm that follows ``conv`` into it, in place."""
+    w, b = fuse_bn(conv.weight, conv.bias, bn)
+    conv.weight.copy_(w)
+    if conv.bias is None:
+        conv.bias = nn.Parameter(b)
+    else:
+        conv.bias.copy_(b)
+
+
+def _fuse_sequential(seq: nn.Sequential) -> None:
+    layers = list(seq)
+    for i, layer in enumerate(layers):
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        if isinstance(layer, LayerNorm2d):
+            gelu = type(nxt) is nn.GELU and nxt.approximate == "none"
+            seq[i] = FastLayerNorm2d(layer, gelu)
+            if gelu:
+                seq[i + 1] = layers[i + 1] = nn.Identity()
+        elif type(layer) is nn.Conv2d and nxt is not None and _is_bn2d(nxt):
+            _fold_bn_after(layer, nxt)
+            seq[i + 1] = layers[i + 1] = nn.Identity()
+        elif _is_bn2d(layer) and type(nxt) is nn.Conv2d and nxt.groups == 1 and all(p == 0 for p in nxt.padding) \
+                and not isinstance(nxt.padding, str):
+            fold_preceding_bn(nxt, layer)
+            seq[i] = layers[i] = nn.Identity()
+
+
+def fuse_norms(module: nn.Module) -> None:
+    """Pass 3: LayerNorm2d (→ GELU) becomes :class:`FastLayerNorm2d`, and eval-mode BatchNorm2d next to a plain
+    convolution in an ``nn.Sequential`` folds into it (see the module docstring). In place; exact in eval mode."""
     for name, child in list(module.named_children()):
         if isinstance(child, nn.Sequential):
-            layers = list(child)
-            for i, layer in enumerate(layers):
-                if isinstance(layer, LayerNorm2d):
-                    gelu = i + 1 < len(layers) and type(layers[i + 1]) is nn.GELU and layers[i + 1].approximate == "none"
-                    child[i] = FastLayerNorm2d(layer, gelu)
-                    if gelu:
-                        child[i + 1] = nn.Identity()
-            _fuse_norms(child)
+            _fuse_sequential(child)
+            fuse_norms(child)
         elif isinstance(child, LayerNorm2d):
             setattr(module, name, FastLayerNorm2d(child, False))
         else:
-            _fuse_norms(child)
+            fuse_norms(child)
+
+
+def plan_depthwise_convs(module: nn.Module) -> int:
+    """Pass 4: every stride-1, zero-padded depthwise ``nn.Conv2d`` becomes a planned one; returns how many."""
+    n = 0
+    for name, child in module.named_children():
+        if _is_planned_dw(child):
+            setattr(module, name, PlannedDepthwiseConv2d.from_conv(child))
+            n += 1
+        else:
+            n += plan_depthwise_convs(child)
+    return n
 
 
 #: Stages run per micro-batch (the stem and the first two stages, where the maps are large).
@@ -165,15 +166,17 @@ class OptimizedModel(nn.Module):
         self._compiled: nn.Module | None = None
 
     def _staged_forward(self, x: torch.Tensor) -> torch.Tensor:
-        net, split = self.net, min(MICRO_BATCH_STAGES, len(self.net.stages))
+        net = self.net
+        n = len(net.stages)
+        split = min(MICRO_BATCH_STAGES, n)
         parts = []
         for part in x.split(self.micro_batch):
             for i in range(split):
-                part = net.stages[i](net.downsample_layers[i](part))
+                part = net._run_stage(i, part)
             parts.append(part)
         x = torch.cat(parts)
-        for i in range(split, len(net.stages)):
-            x = net.stages[i](net.downsample_layers[i](x))
+        for i in range(split, n):
+            x = net._run_stage(i, x)
         return net.forward_head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -194,33 +197,22 @@ class OptimizedModel(nn.Module):
         return out.float() if out.is_floating_point() else out
 
 
+def _runs_by_stages(net: nn.Module) -> bool:
+    """Whether ``net``'s forward is exactly its stages (``_run_stage``) then ``forward_head`` (the base protocol),
+    so the first stages may run on micro-batches."""
+    return (isinstance(net, StagedConvNet) and isinstance(getattr(net, "stages", None), nn.ModuleList)
+            and type(net).forward is StagedConvNet.forward
+            and type(net).forward_features is StagedConvNet.forward_features)
+
+
 def _auto_micro_batch(net: nn.Module, example: torch.Tensor) -> int | None:
     """The micro-batch size that keeps the early stages' widest activation near MICRO_BATCH_ELEMENTS, or None."""
-    if not isinstance(net, StagedConvNet) or example.dim() != 4:
+    if not _runs_by_stages(net) or example.dim() != 4:
         return None
     with torch.inference_mode():
-        stem = net.downsample_layers[0](example[:1].contiguous(memory_format=torch.channels_last))
-    per_sample = 4 * stem.numel()  # the first stage's FFN is 4x its width
+        first = net._run_stage(0, example[:1].contiguous(memory_format=torch.channels_last))
+    per_sample = 4 * first.numel()  # a first-stage FFN is up to 4x its width
     return max(1, MICRO_BATCH_ELEMENTS // per_sample)
-
-
-def _swap_blocks(module: nn.Module) -> None:
-    for name, child in module.named_children():
-        if isinstance(child, UniRepLKNetBlock):
-            setattr(module, name, FastUniRepLKNetBlock(child))
-        else:
-            _swap_blocks(child)
-
-
-def _plan_depthwise(module: nn.Module) -> int:
-    n = 0
-    for name, child in module.named_children():
-        if _is_planned_dw(child):
-            setattr(module, name, PlannedDepthwiseConv2d.from_conv(child))
-            n += 1
-        else:
-            n += _plan_depthwise(child)
-    return n
 
 
 @torch.no_grad()
@@ -231,49 +223,52 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, *, dty
     """Returns a fused, layout-consistent, planned copy of ``model`` whose outputs equal the original's.
 
     Args:
-        model: Any lkconv model (or a module containing one); left unchanged.
+        model: Any lkconv model, or a module containing them (a run's ``PerceptionModel``); left unchanged.
         example_input: A batch of the shape you will run; plans are measured on it (and warm any compile).
         dtype: ``torch.float32`` (outputs equal to 1e-4 relative) or ``torch.bfloat16`` (faster, approximate).
         compile: Also ``torch.compile`` the network (``dynamic=False``: one compile per input shape). TorchDynamo
             keeps at most ``torch._dynamo.config.recompile_limit`` (8) graphs per Python function, shared by all
             models of the same class in a process; past it, further models run eagerly (with a warning). Raise the
             limit when one process compiles many models or input shapes.
-        channels_last: Keep activations channels_last end to end (the default, and the fast path here).
+        channels_last: Keep 4-D activations channels_last end to end (the default, and the fast path here).
         plan_depthwise: Swap depthwise convolutions for planned ones.
         micro_batch: Run the stem and the first two stages on slices of this many samples (see
-            :class:`OptimizedModel`); ``"auto"`` sizes them from ``example_input``, None runs whole batches.
-        choose_pointwise: Measure, per block, how to run its two pointwise layers (oneDNN with GELU / the residual
-            addition in the epilogue, oneDNN alone, or ``F.linear``; see :func:`lkconv.ops.fused.pointwise_gelu`)
-            on ``example_input``'s activations, once per distinct block shape (UniRepLKNet-T at batch 16: ~5 s);
-            False keeps oneDNN with the epilogues.
+            :class:`OptimizedModel`; staged ConvNets only); ``"auto"`` sizes them from ``example_input``, None runs
+            whole batches.
+        choose_pointwise: Let inference forms that can (``calibrate``; UniRepLKNet's fast block) measure how to run
+            their pointwise layers (oneDNN with GELU / the residual addition in the epilogue, oneDNN alone, or
+            ``F.linear``; see :func:`lkconv.ops.fused.pointwise_gelu`) on ``example_input``'s activations, once per
+            distinct block shape (UniRepLKNet-T at batch 16: ~5 s); False keeps oneDNN with the epilogues.
     """
     if not (micro_batch is None or micro_batch == "auto" or (isinstance(micro_batch, int) and micro_batch > 0)):
         raise ValueError(f"micro_batch must be a positive int, 'auto' or None, got {micro_batch!r}")
     if dtype not in (torch.float32, torch.bfloat16):
         raise ValueError(f"dtype must be torch.float32 or torch.bfloat16, got {dtype}")
     net = copy.deepcopy(model).eval()
-    reparameterize_model(net)
-    _swap_blocks(net)
-    _fuse_norms(net)
+    reparameterize_model(net)  # 1
+    apply_inference_forms(net)  # 2
+    fuse_norms(net)  # 3
     if plan_depthwise:
-        _plan_depthwise(net)
+        plan_depthwise_convs(net)  # 4
     net = net.to(dtype=dtype)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     for p in net.parameters():
         p.requires_grad_(False)
-    if micro_batch == "auto":
+    if not _runs_by_stages(net):
+        micro_batch = None
+    elif micro_batch == "auto":  # 5
         micro_batch = _auto_micro_batch(net, example_input.to(dtype))
-    wrapped = OptimizedModel(net, dtype, channels_last, micro_batch if isinstance(net, StagedConvNet) else None)
+    wrapped = OptimizedModel(net, dtype, channels_last, micro_batch)
     wrapped.eval()
     wrapped(example_input)  # measures the depthwise plans for these shapes (or reads them from the cache)
     if choose_pointwise:
-        blocks = [m for m in net.modules() if isinstance(m, FastUniRepLKNetBlock)]
-        for block in blocks:
-            block.calibrate = True
-        wrapped(example_input)  # each block measures its pointwise paths on the activations it sees
-        for block in blocks:
-            block.calibrate = False
+        calibrating = [m for m in net.modules() if isinstance(getattr(m, "calibrate", None), bool)]
+        for m in calibrating:
+            m.calibrate = True
+        wrapped(example_input)  # each such form measures its choices on the activations it sees
+        for m in calibrating:
+            m.calibrate = False
     if compile:
         wrapped._compiled = torch.compile(net, dynamic=False)
         wrapped(example_input)

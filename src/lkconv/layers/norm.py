@@ -1,4 +1,5 @@
-"""Normalisation layers shared by the families: channels-first LayerNorm and Global Response Norm."""
+"""Normalisation layers shared by the families: channels-first LayerNorm and Global Response Norm (whose formula
+lives once, in :func:`global_response_norm`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,26 @@ class LayerNorm2d(nn.LayerNorm):
         x = x.permute(0, 2, 3, 1)
         x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
+
+
+def global_response_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor | None, channel_dim: int) -> torch.Tensor:
+    """GRN's formula, the one reference definition (the fused C kernels of :mod:`lkconv.ops.fused` are tested
+    against it): ``(γ·N(x) + 1)·x + β`` with ``N(x) = G(x) / (mean_c G(x) + 1e-6)`` and ``G(x)`` the per-channel L2
+    norm over the two spatial dimensions.
+
+    Args:
+        x: A 4-D map, channels at ``channel_dim`` (-1 for NHWC, 1 for NCHW) and the spatial dimensions elsewhere.
+        gamma: Scale, broadcastable to ``x`` (shape C along ``channel_dim``).
+        beta: Bias, same shape as ``gamma``, or None (folded away in the deploy structure).
+        channel_dim: 1 or -1 (or 3).
+    """
+    if x.dim() != 4 or channel_dim not in (1, 3, -1):
+        raise ValueError(f"GRN needs a 4-D map and channel_dim 1 or -1, got shape {tuple(x.shape)}, {channel_dim}")
+    spatial = (2, 3) if channel_dim == 1 else (1, 2)
+    gx = torch.linalg.vector_norm(x, ord=2, dim=spatial, keepdim=True)
+    nx = gx / (gx.mean(dim=channel_dim, keepdim=True) + 1e-6)
+    out = (gamma * nx + 1) * x
+    return out if beta is None else out + beta
 
 
 class GRN(nn.Module):
@@ -45,10 +66,13 @@ class GRN(nn.Module):
         return self.beta is not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gx = torch.linalg.vector_norm(x, ord=2, dim=(1, 2), keepdim=True)
-        nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
-        out = (self.gamma * nx + 1) * x
-        return out if self.beta is None else out + self.beta
+        return global_response_norm(x, self.gamma, self.beta, channel_dim=-1)
+
+    def forward_channels_first(self, x: torch.Tensor) -> torch.Tensor:
+        """The same GRN on an NCHW tensor (any memory format), e.g. a channels_last map without permutes."""
+        c = self.gamma.shape[-1]
+        beta = None if self.beta is None else self.beta.view(1, c, 1, 1)
+        return global_response_norm(x, self.gamma.view(1, c, 1, 1), beta, channel_dim=1)
 
 
 class SyncBatchNorm2d(nn.BatchNorm2d):

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..layers.conv_bn import fold_preceding_bn
 from ..layers.drop import DropPath
 from ..layers.inception_dw import InceptionDWConv2d
 from ._base import StagedConvNet
@@ -96,6 +97,22 @@ class MetaNeXtBlock(nn.Module):
         else:
             self.register_parameter("gamma", None)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    @torch.no_grad()
+    def inference_form(self) -> nn.Module:
+        """Itself with the BatchNorm folded into ``mlp.fc1`` and γ into ``mlp.fc2`` (exact in eval mode; in place).
+
+        Part of the inference-form protocol (:mod:`lkconv.deploy.optimize`): called on an inference-only copy.
+        """
+        if isinstance(self.norm, nn.modules.batchnorm._BatchNorm):
+            fold_preceding_bn(self.mlp.fc1, self.norm)
+            self.norm = nn.Identity()
+        if self.gamma is not None:
+            fc2 = self.mlp.fc2
+            fc2.weight.mul_(self.gamma.view(-1, 1, 1, 1))
+            fc2.bias.mul_(self.gamma)
+            self.gamma = None
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.mlp(self.norm(self.token_mixer(x)))

@@ -244,6 +244,10 @@ class LSNetBlock(nn.Module):
                 self.mixer = LSConv(dim, **dd)
         self.ffn = Residual(FFN(dim, int(dim * ffn_ratio), deploy=deploy, **dd), drop_path)
 
+    def inference_form(self) -> nn.Module:
+        """Itself: its deploy structure is already fused (conv-BN pairs, the RepVGG mixer). Inference-form protocol, see :mod:`lkconv.deploy.optimize`."""
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.ffn(self.se(self.mixer(x)))
 

@@ -153,6 +153,10 @@ class RepLKBlock(nn.Module):
         self.prelkb_bn: nn.Module = nn.Identity() if deploy else norm_layer(dim, **dd)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
+    def inference_form(self) -> nn.Module:
+        """Itself: its deploy structure is already plain convolutions (the large kernel gets planned). Inference-form protocol, see :mod:`lkconv.deploy.optimize`."""
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.pw1(self.prelkb_bn(x))
         out = self.pw2(self.lk_nonlinear(self.large_kernel(out)))
@@ -193,6 +197,10 @@ class ConvFFN(nn.Module):
         self.pw2 = _conv_bn(hidden, dim, 1, norm_layer=norm_layer, deploy=deploy, dd=dd)
         self.nonlinear = nn.GELU()
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def inference_form(self) -> nn.Module:
+        """Itself: its deploy structure is already two 1x1 convolutions. Inference-form protocol, see :mod:`lkconv.deploy.optimize`."""
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.pw2(self.nonlinear(self.pw1(self.preffn_bn(x))))

@@ -79,6 +79,10 @@ class SequenceBlock(nn.Module):
         self.fc2 = nn.Conv1d(hidden, dim, 1, **dd)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
+    def inference_form(self) -> nn.Module:
+        """Itself: LayerNorms, a global convolution and an MLP: nothing to fuse. Inference-form protocol, see :mod:`lkconv.deploy.optimize`."""
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self.mixer(self.norm1(x)))
         return x + self.drop_path(self.fc2(self.act(self.fc1(self.norm2(x)))))

@@ -131,15 +131,24 @@ class UniRepLKNetBlock(nn.Module):
     def _pointwise_channels_last(self, y: torch.Tensor) -> torch.Tensor:
         """The same pointwise layers (same parameters) as 1x1 convolutions on a channels_last tensor: no permutes,
         oneDNN's AVX-512 path instead of MKL's AVX2 ``F.linear``, and GRN reduced over H, W in place."""
-        lin1, grn, lin2 = self.pwconv1[1], self.act[1], self.pwconv2[0]
+        lin1, grn, lin2 = self.pointwise_layers()
         y = F.gelu(F.conv2d(y, lin1.weight[:, :, None, None], lin1.bias))
-        gx = torch.linalg.vector_norm(y, ord=2, dim=(2, 3), keepdim=True)
-        nx = gx / (gx.mean(dim=1, keepdim=True) + 1e-6)
-        out = torch.addcmul(y, y, grn.gamma.view(1, -1, 1, 1) * nx)
-        if grn.beta is not None:
-            out = out + grn.beta.view(1, -1, 1, 1)
-        out = F.conv2d(out, lin2.weight[:, :, None, None], lin2.bias)
+        out = F.conv2d(grn.forward_channels_first(y), lin2.weight[:, :, None, None], lin2.bias)
         return self.pwconv2[2](out) if len(self.pwconv2) > 2 else out
+
+    def pointwise_layers(self) -> tuple[nn.Linear, GRN, nn.Linear]:
+        """The FFN's first linear layer, its GRN and its second linear layer (for fused inference forms)."""
+        return self.pwconv1[1], self.act[1], self.pwconv2[0]
+
+    def inference_form(self) -> nn.Module:
+        """The fast fused block (:class:`lkconv.deploy.fast_unireplknet.FastUniRepLKNetBlock`), same outputs.
+
+        Part of the inference-form protocol (:mod:`lkconv.deploy.optimize`); needs the deploy structure.
+        """
+        # deploy builds on models, so the dependency back is taken on use rather than at import time
+        from ..deploy.fast_unireplknet import FastUniRepLKNetBlock
+
+        return FastUniRepLKNetBlock(self)
 
     @torch.no_grad()
     def reparameterize(self) -> None:
