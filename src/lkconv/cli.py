@@ -120,10 +120,12 @@ def cmd_data_list(args: argparse.Namespace) -> int:
     from .data.builtin import list_builtins
 
     rows = list_builtins()
-    print(f"{'name':<16} {'modality':<11} {'task':<9} {'installed':<9} {'licence':<10} size")
-    for r in rows:
-        print(f"{r['name']:<16} {r['modality']:<11} {r['task']:<9} {'yes' if r['installed'] else 'no':<9} "
-              f"{r['licence']:<10} {r['size']}")
+    table = [("name", "modality", "task", "installed", "licence", "size")] + [
+        (r["name"], r["modality"], r["task"], "yes" if r["installed"] else "no", r["licence"], str(r["size"]))
+        for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    for row in table:
+        print("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths)) + f"  {row[-1]}")
     missing = [r for r in rows if not r["installed"]]
     if missing:
         print("\nnot installed (or run `make data`):")
@@ -164,8 +166,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
         gf = 2 * b["macs"] / b["latency_s"] / 1e9 if b["latency_s"] else 0.0
         print(f"{b['block']:<22} {b['macs'] / 1e6:>9.1f}M {b['params'] / 1e3:>8.1f}K {b['bytes'] / 1e6:>9.2f} "
               f"{b['latency_s'] * 1e3:>8.2f} {b['bound_s'] * 1e3:>9.3f} {gf:>8.1f}")
-    print(f"total: {rep.macs / 1e9:.3f} GMACs, latency {rep.total_latency_s * 1e3:.1f} ms (sum of layers "
-          f"{d['sum_layer_latency_s'] * 1e3:.1f} ms), waterline {rep.waterline_s * 1e3:.2f} ms, efficiency "
+    print(f"total: {rep.macs / 1e9:.3f} GMACs, latency {rep.total_latency_s * 1e3:.1f} ms; of a timed pass "
+          f"({rep.profiled_latency_s * 1e3:.1f} ms with hooks), {rep.sum_layer_latency_s * 1e3:.1f} ms in the "
+          f"{len(rep.layers)} layers (summed per block above) and {rep.outside_layers_s * 1e3:.1f} ms outside them (element-wise ops, "
+          "reshapes and residual adds written in forward(), Python call overhead)")
+    print(f"waterline {rep.waterline_s * 1e3:.2f} ms, efficiency "
           f"{rep.efficiency:.1%}, efficiency gap {d['efficiency_gap_s'] * 1e3:.1f} ms ({d['gap_ratio']:.1f}x the waterline)")
     out = Path(args.out or f"runs/profile/{args.model}")
     out.mkdir(parents=True, exist_ok=True)
@@ -242,7 +247,7 @@ def _analysis_model(name: str | None, run: str | None, checkpoint: str | None, n
         from .engine.run_dir import load_run
 
         model = load_run(run)
-        return Path(run).name, model, model.backbone.forward_features, model.adapter.out_chans
+        return Path(run).resolve().name, model, model.backbone.forward_features, model.adapter.out_chans
     from .models import create_model, load_checkpoint
 
     model = create_model(name, num_classes=num_classes).eval()
@@ -258,13 +263,23 @@ def cmd_erf(args: argparse.Namespace) -> int:
     from .analysis.plots import plot_erf, plot_erf_grid
     from .engine.atomic import atomic_write_text
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     sources = [(m, None) for m in (args.model or [])] + [(None, r) for r in (args.run or [])]
+    if not sources:
+        raise ValueError("nothing to measure: give --model NAME [NAME ...] and/or --run RUN_DIR [RUN_DIR ...]")
+    if args.data and not args.run:
+        raise ValueError("--data gives the inputs of a --run's model; with --model only, noise is used")
+    if args.checkpoint and len(args.model or []) != 1:
+        raise ValueError(f"--checkpoint loads into one --model, got {len(args.model or [])} --model names")
+    out = Path(args.out)
     maps, results = {}, {}
     for name, run in sources:
         label, model, fn, in_chans = _analysis_model(name, run, args.checkpoint)
+        size = args.input_size or 224
         inputs = None
+        if run:
+            with torch.no_grad():  # the backbone's input map for one raw sample of the run's recorded shape
+                shape = model.adapter.eval()(torch.zeros(1, *model.run_config["raw_shape"])).shape
+            size = (args.input_size, args.input_size) if args.input_size else tuple(shape[-2:])
         if run and args.data:
             from .data import build_data
             from .engine.evaluate import run_train_config
@@ -274,13 +289,14 @@ def cmd_erf(args: argparse.Namespace) -> int:
             raw = torch.stack([val[i][0] for i in range(min(args.num_inputs, len(val)))])
             with torch.no_grad():
                 inputs = model.adapter.eval()(raw)
-        erf = compute_erf(fn, inputs, num_inputs=args.num_inputs, size=args.input_size, in_chans=in_chans)
+        erf = compute_erf(fn, inputs, num_inputs=args.num_inputs, size=size, in_chans=in_chans)
         maps[label] = erf
         results[label] = analyze_erf(erf)
+        out.mkdir(parents=True, exist_ok=True)
         plot_erf(erf, out / f"erf_{label}.png", title=label)
         ratios = "  ".join(f"{t['threshold']:.0%}: side {t['side']} (area {t['area_ratio']:.1%})"
                            for t in results[label]["thresholds"])
-        print(f"{label}: {ratios}")
+        print(f"{label} ({erf.shape[0]}x{erf.shape[1]} input): {ratios}")
     if len(maps) > 1:
         plot_erf_grid(maps, out / "erf_comparison.png")
     atomic_write_text(out / "erf.json", json.dumps(results, indent=2) + "\n")
@@ -301,24 +317,42 @@ def cmd_filters(args: argparse.Namespace) -> int:
     from .analysis.filters import kernel_stats, plot_kernels
     from .engine.atomic import atomic_write_text
 
+    if args.checkpoint and args.run:
+        raise ValueError("--checkpoint loads into --model; a --run brings its own weights")
     label, model, _, _ = _analysis_model(args.model, args.run, args.checkpoint)
     rows = kernel_stats(model, reparameterize=True, min_kernel_size=args.min_kernel_size)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    keys = [k for k in rows[0] if isinstance(rows[0][k], float)] if rows else []
-    print(f"{'layer':<36} {'k':>5} " + " ".join(f"{k[:14]:>14}" for k in keys))
+    if not rows:
+        raise ValueError(f"{label} has no depthwise conv with a kernel side >= {args.min_kernel_size}")
+    keys = [k for k in rows[0] if k not in ("name", "type", "channels", "dilation", "kernel_size", "num_filters")]
+    width = max(len("layer"), *(len(r["name"]) for r in rows))
+    print(f"{'layer':<{width}} {'k':>5} " + " ".join(f"{k:>{max(len(k), 9)}}" for k in keys))
     for r in rows:
-        ks = r.get("kernel_size", "")
-        ks = "x".join(map(str, ks)) if isinstance(ks, (list, tuple)) else ks
-        print(f"{r['name'][:36]:<36} {ks:>5} " + " ".join(f"{r[k]:>14.4g}" for k in keys))
+        ks = "x".join(map(str, r["kernel_size"]))
+        cells = (f"{'-' if r[k] is None else format(r[k], '.4g'):>{max(len(k), 9)}}" for k in keys)
+        print(f"{r['name']:<{width}} {ks:>5} " + " ".join(cells))
     atomic_write_text(out / "filters.json", json.dumps(rows, indent=2) + "\n")
     plot_kernels(model, out / "kernels.png", reparameterize=True, min_kernel_size=max(args.min_kernel_size, 5))
     print(f"written: {out}/filters.json, kernels.png")
     return 0
 
 
+def _version() -> str:
+    """The installed distribution's version; the package's own ``__version__`` when run from a source tree."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("lkconv")
+    except metadata.PackageNotFoundError:
+        from . import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lkconv", description="Large-kernel ConvNets with universal perception.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list-models", help="list registered model names")
@@ -400,7 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", nargs="+", help="registered model name(s)")
     p.add_argument("--run", nargs="+", help="run directory(ies): ERF on the backbone's input map")
     p.add_argument("--checkpoint", help="weights for --model (ERFs of untrained networks differ a lot)")
-    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--input-size", type=int,
+                   help="side of the noise inputs (default: 224 for --model, the run's recorded input for --run)")
     p.add_argument("--num-inputs", type=int, default=8)
     p.add_argument("--data", help="with --run: use these inputs (PATH or builtin:NAME) instead of noise")
     p.add_argument("--out", default="runs/erf")

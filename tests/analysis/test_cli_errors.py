@@ -1,0 +1,105 @@
+"""The analysis commands as a newcomer meets them: clear `lkconv CMD: error:` lines, no silent nonsense (issue 14)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lkconv.cli import main
+
+
+@pytest.fixture
+def run_dir(tmp_path) -> Path:
+    """A 32 px image run directory written without training (config.json + weights)."""
+    from lkconv.engine.run_dir import RunDir, build_run_model
+
+    cfg = {"model": "unireplknet_a", "model_args": {"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64],
+                                                     "kernel_sizes": [[3], [7], [7], [7]], "num_classes": 3,
+                                                     "in_chans": 3},
+           "adapter": "image", "adapter_args": {"in_chans": 3}, "task": "classify", "class_names": ["a", "b", "c"],
+           "modality": "image", "raw_shape": [3, 32, 32], "preprocessing": {"img_size": 32}}
+    run = RunDir(tmp_path / "tiny_run")
+    run.write_config({"model": "unireplknet_a"}, cfg)
+    run.save_weights({k: v.contiguous() for k, v in build_run_model(cfg).state_dict().items()})
+    return run.path
+
+
+def error_of(capsys, command: str) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith(f"lkconv {command}: error: "), err
+    assert "Traceback" not in err
+    return err
+
+
+def test_erf_without_a_model_is_an_error(tmp_path, capsys):
+    assert main(["erf", "--out", str(tmp_path / "erf")]) == 2
+    err = error_of(capsys, "erf")
+    assert "--model" in err and "--run" in err
+    assert not (tmp_path / "erf" / "erf.json").exists()
+
+
+def test_erf_refuses_options_that_would_be_ignored(tmp_path, capsys):
+    assert main(["erf", "--model", "unireplknet_a", "--data", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert "--data" in error_of(capsys, "erf")
+    assert main(["erf", "--model", "unireplknet_a", "inception_next_atto", "--checkpoint", "w.pth",
+                 "--out", str(tmp_path)]) == 2
+    assert "--checkpoint" in error_of(capsys, "erf")
+    assert main(["erf", "--model", "unireplknet_a", "--num-inputs", "0", "--out", str(tmp_path)]) == 2
+    assert "num_inputs" in error_of(capsys, "erf")
+
+
+def test_erf_of_a_run_uses_the_runs_input_size(run_dir, tmp_path, capsys):
+    assert main(["erf", "--run", str(run_dir), "--num-inputs", "1", "--out", str(tmp_path / "erf")]) == 0
+    result = json.loads((tmp_path / "erf" / "erf.json").read_text())["tiny_run"]
+    assert (result["height"], result["width"]) == (32, 32)
+    assert "32x32 input" in capsys.readouterr().out
+    assert main(["erf", "--run", str(run_dir), "--input-size", "64", "--num-inputs", "1",
+                 "--out", str(tmp_path / "erf")]) == 0  # an explicit size still wins
+    assert json.loads((tmp_path / "erf" / "erf.json").read_text())["tiny_run"]["height"] == 64
+
+
+def test_filters_headers_are_whole(tmp_path, capsys):
+    assert main(["filters", "--model", "unireplknet_a", "--min-kernel-size", "5", "--out", str(tmp_path)]) == 0
+    header = capsys.readouterr().out.splitlines()[0].split()
+    assert header[:2] == ["layer", "k"]
+    assert {"effective_radius", "effective_radius_ratio", "spectral_entropy", "degenerate_share"} <= set(header)
+
+
+def test_filters_without_matching_kernels_is_an_error(tmp_path, capsys):
+    assert main(["filters", "--model", "unireplknet_a", "--min-kernel-size", "99", "--out", str(tmp_path)]) == 2
+    assert ">= 99" in error_of(capsys, "filters")
+
+
+def test_filters_refuses_checkpoint_with_run(run_dir, tmp_path, capsys):
+    assert main(["filters", "--run", str(run_dir), "--checkpoint", "w.pth", "--out", str(tmp_path)]) == 2
+    assert "--checkpoint" in error_of(capsys, "filters")
+
+
+def test_profile_explains_the_gap_between_latency_and_layers(tmp_path, capsys):
+    assert main(["profile", "--model", "unireplknet_a", "--img-size", "32", "--repeats", "1",
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "sum of layers" not in out and "outside them" in out and "residual adds" in out
+    data = json.loads((tmp_path / "profile.json").read_text())
+    assert data["outside_layers_s"] == pytest.approx(
+        max(data["profiled_latency_s"] - data["sum_layer_latency_s"], 0.0))
+    assert data["profiled_latency_s"] >= data["sum_layer_latency_s"] * 0.999
+
+
+def test_data_list_columns_line_up(capsys):
+    assert main(["data", "list"]) == 0
+    lines = capsys.readouterr().out.split("\n\n")[0].splitlines()
+    header = lines[0]
+    starts = [header.index(col) for col in ("modality", "task", "installed", "licence", "size")]
+    for line in lines[1:]:
+        for start in starts:  # every column starts where its header does, after a space
+            assert line[start - 1] == " " and line[start] != " ", (line, start)
+
+
+def test_version(capsys):
+    import lkconv
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"lkconv {lkconv.__version__}"
