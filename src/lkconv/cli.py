@@ -239,6 +239,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return subprocess.call([sys.executable, str(script), *args.rest])
 
 
+def _int_at_least(low: int, why: str = ""):
+    """An argparse type: an integer >= ``low``; anything else is an ``lkconv CMD: error: argument ...`` line."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}{why}, got {value}")
+        return value
+
+    return parse
+
+
+_SIDE = " (the networks downsample by 32)"
+
+
 def _analysis_model(name: str | None, run: str | None, checkpoint: str | None, num_classes: int = 1000):
     """(label, model, feature_fn, in_chans): a registered model (optionally with weights) or a run's model.
 
@@ -273,7 +291,7 @@ def cmd_erf(args: argparse.Namespace) -> int:
     out = Path(args.out)
     maps, results = {}, {}
     for name, run in sources:
-        label, model, fn, in_chans = _analysis_model(name, run, args.checkpoint)
+        label, model, fn, in_chans = _analysis_model(name, run, args.checkpoint, args.num_classes)
         size = args.input_size or 224
         inputs = None
         if run:
@@ -319,7 +337,7 @@ def cmd_filters(args: argparse.Namespace) -> int:
 
     if args.checkpoint and args.run:
         raise ValueError("--checkpoint loads into --model; a --run brings its own weights")
-    label, model, _, _ = _analysis_model(args.model, args.run, args.checkpoint)
+    label, model, _, _ = _analysis_model(args.model, args.run, args.checkpoint, args.num_classes)
     rows = kernel_stats(model, reparameterize=True, min_kernel_size=args.min_kernel_size)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -395,12 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("profile", help="per-layer MACs, bytes, latency, GFLOP/s and the waterline bound")
     p.add_argument("--model", required=True)
-    p.add_argument("--img-size", type=int, default=224)
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--in-chans", type=int, default=3)
-    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--img-size", type=_int_at_least(32, _SIDE), default=224)
+    p.add_argument("--batch-size", type=_int_at_least(1), default=1)
+    p.add_argument("--in-chans", type=_int_at_least(1), default=3)
+    p.add_argument("--num-classes", type=_int_at_least(0), default=1000)
     p.add_argument("--deploy", action=argparse.BooleanOptionalAction, default=True, help="fuse first (default)")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=_int_at_least(1), default=5)
     p.add_argument("--out", help="folder for profile.json and profile.png (default runs/profile/MODEL)")
     p.set_defaults(func=cmd_profile)
 
@@ -434,9 +452,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", nargs="+", help="registered model name(s)")
     p.add_argument("--run", nargs="+", help="run directory(ies): ERF on the backbone's input map")
     p.add_argument("--checkpoint", help="weights for --model (ERFs of untrained networks differ a lot)")
-    p.add_argument("--input-size", type=int,
+    p.add_argument("--num-classes", type=_int_at_least(0), default=1000,
+                   help="classes of the --checkpoint's head (default 1000)")
+    p.add_argument("--input-size", type=_int_at_least(32, _SIDE),
                    help="side of the noise inputs (default: 224 for --model, the run's recorded input for --run)")
-    p.add_argument("--num-inputs", type=int, default=8)
+    p.add_argument("--num-inputs", type=_int_at_least(1), default=8)
     p.add_argument("--data", help="with --run: use these inputs (PATH or builtin:NAME) instead of noise")
     p.add_argument("--out", default="runs/erf")
     p.set_defaults(func=cmd_erf)
@@ -446,16 +466,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="ImageNet-1k weights (.pth/.safetensors)")
     p.add_argument("--data", required=True,
                    help="cue-conflict stimuli: <DIR>/<shape>/<shape><n>-<texture><m>.png (texture-vs-shape, CC-BY-4.0)")
-    p.add_argument("--img-size", type=int, default=224)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--img-size", type=_int_at_least(32, _SIDE), default=224)
+    p.add_argument("--batch-size", type=_int_at_least(1), default=16)
     p.set_defaults(func=cmd_shape_bias)
 
     p = sub.add_parser("filters", help="statistics and images of the (fused) depthwise kernels")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--model")
     g.add_argument("--run")
-    p.add_argument("--checkpoint")
-    p.add_argument("--min-kernel-size", type=int, default=2)
+    p.add_argument("--checkpoint", help="weights for --model")
+    p.add_argument("--num-classes", type=_int_at_least(0), default=1000,
+                   help="classes of the --checkpoint's head (default 1000)")
+    p.add_argument("--min-kernel-size", type=_int_at_least(1), default=2)
     p.add_argument("--out", default="runs/filters")
     p.set_defaults(func=cmd_filters)
 

@@ -44,8 +44,52 @@ def test_erf_refuses_options_that_would_be_ignored(tmp_path, capsys):
     assert main(["erf", "--model", "unireplknet_a", "inception_next_atto", "--checkpoint", "w.pth",
                  "--out", str(tmp_path)]) == 2
     assert "--checkpoint" in error_of(capsys, "erf")
-    assert main(["erf", "--model", "unireplknet_a", "--num-inputs", "0", "--out", str(tmp_path)]) == 2
-    assert "num_inputs" in error_of(capsys, "erf")
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["erf", "--model", "unireplknet_a", "--num-inputs", "0"], "argument --num-inputs: must be >= 1, got 0"),
+    (["erf", "--model", "unireplknet_a", "--input-size", "0"], "argument --input-size: must be >= 32"),
+    (["erf", "--model", "unireplknet_a", "--input-size", "x"], "argument --input-size: expected an integer"),
+    (["profile", "--model", "unireplknet_a", "--repeats", "0"], "argument --repeats: must be >= 1, got 0"),
+    (["profile", "--model", "unireplknet_a", "--batch-size", "0"], "argument --batch-size: must be >= 1, got 0"),
+    (["profile", "--model", "unireplknet_a", "--img-size", "0"], "argument --img-size: must be >= 32"),
+    (["shape-bias", "--model", "unireplknet_a", "--checkpoint", "w.pth", "--data", ".", "--img-size", "0"],
+     "argument --img-size: must be >= 32"),
+    (["filters", "--model", "unireplknet_a", "--min-kernel-size", "0"], "argument --min-kernel-size: must be >= 1"),
+])
+def test_out_of_range_numbers_are_refused_by_name(argv, message, capsys):
+    """Before: --input-size 0 measured at 224 px silently, --repeats 0 said 'no median for empty data', --batch-size 0
+    printed a profile of nothing, --img-size 0 gave PyTorch's kernel-size message."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert f"lkconv {argv[0]}: error: {message}" in capsys.readouterr().err
+
+
+def test_checkpoint_with_another_head_says_which_num_classes(tmp_path, capsys):
+    import lkconv
+    from safetensors.torch import save_file
+
+    model = lkconv.create_model("unireplknet_a", num_classes=10)
+    path = tmp_path / "ten.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    out = str(tmp_path / "f")
+    assert main(["filters", "--model", "unireplknet_a", "--checkpoint", str(path), "--out", out]) == 2
+    assert "--num-classes 10" in error_of(capsys, "filters")
+    assert main(["filters", "--model", "unireplknet_a", "--checkpoint", str(path), "--num-classes", "10",
+                 "--min-kernel-size", "5", "--out", out]) == 0
+
+
+def test_shape_bias_names_an_unreadable_image(tmp_path, capsys):
+    import lkconv
+    from safetensors.torch import save_file
+
+    path = tmp_path / "a.safetensors"
+    save_file({k: v.contiguous() for k, v in lkconv.create_model("unireplknet_a").state_dict().items()}, str(path))
+    (tmp_path / "cc" / "cat").mkdir(parents=True)
+    (tmp_path / "cc" / "cat" / "cat1-dog1.png").write_text("not a png")
+    assert main(["shape-bias", "--model", "unireplknet_a", "--checkpoint", str(path), "--data", str(tmp_path / "cc"),
+                 "--img-size", "32"]) == 2
+    assert "cat1-dog1.png as an image" in error_of(capsys, "shape-bias")
 
 
 def test_erf_of_a_run_uses_the_runs_input_size(run_dir, tmp_path, capsys):

@@ -173,8 +173,9 @@ def _describe_mismatch(model: nn.Module, sd: dict[str, torch.Tensor], path: str)
     def show(items: list[str]) -> str:
         return ", ".join(items[:8]) + (f", … ({len(items)} in all)" if len(items) > 8 else "")
 
-    parts = [f"checkpoint {path} does not fit {type(model).__name__}: the file holds a "
-             f"{checkpoint_structure(sd)}-structure checkpoint, the model is built in the "
+    file_kind = checkpoint_structure(sd)
+    parts = [f"checkpoint {path} does not fit {type(model).__name__}: the file holds "
+             f"{'an' if file_kind == 'unknown' else 'a'} {file_kind}-structure checkpoint, the model is built in the "
              f"{_model_structure(model)} structure."]
     if missing:
         parts.append(f"missing keys: {show(missing)}")
@@ -182,7 +183,23 @@ def _describe_mismatch(model: nn.Module, sd: dict[str, torch.Tensor], path: str)
         parts.append(f"unexpected keys: {show(unexpected)}")
     if shapes:
         parts.append(f"shape mismatches: {show(shapes)}")
+    head = _head_classes(model, sd)
+    if head is not None and not missing and not unexpected:
+        parts.append(f"only the classifier head differs: the file's head has {head} classes; build the model with "
+                     f"num_classes={head} (on the command line: --num-classes {head})")
     return "\n".join(parts)
+
+
+def _head_classes(model: nn.Module, sd: dict[str, torch.Tensor]) -> int | None:
+    """The file's number of classes when the only shape mismatches are in the classifier head, else ``None``."""
+    own = model.state_dict()
+    differing = [k for k in own if k in sd and sd[k].shape != own[k].shape]
+    num_classes = getattr(model, "num_classes", None)
+    if not differing or not all(k.split(".")[0] == "head" for k in differing):
+        return None
+    sizes = {sd[k].shape[0] for k in differing
+             if sd[k].dim() >= 1 and own[k].dim() >= 1 and own[k].shape[0] == num_classes}
+    return sizes.pop() if len(sizes) == 1 else None
 
 
 def load_checkpoint(
