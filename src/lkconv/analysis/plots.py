@@ -28,12 +28,12 @@ SPLIT_COLOURS: dict[str, str] = {"train": "tab:blue", "val": "tab:orange"}  # on
 _METRIC_STYLES = ("-", "--", ":", "-.")  # several metrics of one split in a panel differ by line style
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def _new_figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
     try:
         from matplotlib.figure import Figure
     except ImportError as err:
         raise ImportError("plotting needs matplotlib: pip install lkconv[plot]") from err
-    return Figure(figsize=(width, height), layout="constrained")
+    return Figure(figsize=(width, height), layout=layout)
 
 
 def _save(figure: Figure, path: str | Path) -> Path:
@@ -138,7 +138,11 @@ def kernel_grid_figure(kernels: Mapping[str, np.ndarray], *, max_channels: int =
         raise ValueError(f"max_channels must be >= 1, got {max_channels}")
     ncols = min(max_channels, max(len(k) for k in kernels.values()))
     nrows = len(kernels)
-    figure = _new_figure(0.9 * ncols + 2.8, 0.9 * nrows + 0.3)
+    # A fixed layout: the constrained layout engine takes seconds on grids of a hundred panels and more.
+    width, height = 0.9 * ncols + 3.4, 0.9 * nrows + 0.3
+    figure = _new_figure(width, height, layout=None)
+    left, right = 1.9 / width, 1 - 1.5 / width
+    figure.subplots_adjust(left=left, right=right, bottom=0.1 / height, top=1 - 0.1 / height, wspace=0.1, hspace=0.1)
     axes = figure.subplots(nrows, ncols, squeeze=False)
     image = None
     for row, (name, layer) in zip(axes, kernels.items(), strict=False):
@@ -155,7 +159,9 @@ def kernel_grid_figure(kernels: Mapping[str, np.ndarray], *, max_channels: int =
             image = ax.imshow(kernel / bound, cmap="RdBu_r", vmin=-1.0, vmax=1.0, interpolation="nearest")
         kh, kw = layer.shape[-2] if layer.ndim == 3 else 1, layer.shape[-1]
         row[0].set_ylabel(f"{name}\n{kh}x{kw}", rotation=0, ha="right", va="center", fontsize=7)
-    bar = figure.colorbar(image, ax=axes.ravel().tolist(), shrink=min(0.9, 2.0 / max(nrows, 1) + 0.3), pad=0.01)
+    bar_height = min(0.8, 2.5 / height)
+    cax = figure.add_axes((right + 0.15 / width, 0.5 - bar_height / 2, 0.12 / width, bar_height))
+    bar = figure.colorbar(image, cax=cax)
     bar.set_ticks([-1.0, 0.0, 1.0], labels=["-max|w|", "0", "+max|w|"])
     bar.set_label("w / max|w| of each filter", fontsize=7)
     bar.ax.tick_params(labelsize=7)
@@ -202,6 +208,8 @@ def training_curves_figure(history: Sequence[Mapping[str, Any]]) -> Figure | Non
         figure = _new_figure(5.0, 3.5)
     except ImportError:
         return None
+    from matplotlib.ticker import MaxNLocator
+
     last = history[-1]
     epochs = [row["epoch"] for row in history]
     losses = [k for k in ("train_loss", "val_loss") if k in last]
@@ -219,6 +227,7 @@ def training_curves_figure(history: Sequence[Mapping[str, Any]]) -> Figure | Non
             values = [np.nan if row.get(key) is None else float(row[key]) for row in history]
             ax.plot(epochs, values, label=key, marker="o", color=SPLIT_COLOURS.get(split, "tab:gray"), linestyle=style)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if keys:
             ax.legend()
     return figure
