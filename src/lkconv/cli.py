@@ -293,6 +293,9 @@ def cmd_erf(args: argparse.Namespace) -> int:
     for name, run in sources:
         label, model, fn, in_chans = _analysis_model(name, run, args.checkpoint, args.num_classes)
         size = args.input_size or 224
+        default = tuple(getattr(model, "default_input_size", ()))
+        if not run and len(default) == 2:  # a sequence model (C, L): noise maps of height 1 and length L
+            size = (1, args.input_size or default[1])
         inputs = None
         if run:
             with torch.no_grad():  # the backbone's input map for one raw sample of the run's recorded shape

@@ -147,3 +147,12 @@ def test_version(capsys):
         main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.strip() == f"lkconv {lkconv.__version__}"
+
+
+def test_erf_of_a_sequence_model(tmp_path, capsys):
+    """Before: noise images of 3 x 224 x 224 met a (B, 1, L) model: 'expected input (B, 1, L) ...'."""
+    assert main(["erf", "--model", "sgconvnet_tiny", "--input-size", "64", "--num-inputs", "1",
+                 "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "erf.json").read_text())["sgconvnet_tiny"]
+    assert (result["height"], result["width"]) == (1, 64)
+    assert "1x64 input" in capsys.readouterr().out

@@ -116,9 +116,11 @@ def central_positions(size: int) -> slice:
 def _erf_one(fn: FeatureFn, image: torch.Tensor) -> torch.Tensor:
     x = image.detach().clone().requires_grad_(True)
     out = fn(x)
+    if isinstance(out, torch.Tensor) and out.dim() == 3 and out.shape[0] == 1:
+        out = out.unsqueeze(2)  # a sequence model's (1, C, L) features: a map of height 1
     if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[0] != 1:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"the feature function must return a (1, C, h, w) tensor, got {shape}")
+        raise ValueError(f"the feature function must return a (1, C, h, w) or (1, C, L) tensor, got {shape}")
     h, w = out.shape[-2:]
     centre = torch.relu(out[0, :, central_positions(h), central_positions(w)])  # (C, 1 or 2, 1 or 2)
     score = centre.sum(dim=0).mean()
@@ -142,7 +144,8 @@ def compute_erf(
 
     Args:
         model_or_fn: A model with ``forward_features`` (used in eval mode; its train/eval mode is restored afterwards),
-            or any callable mapping a (1, C, H, W) input to a (1, C', h, w) feature map.
+            or any callable mapping a (1, C, H, W) input to a (1, C', h, w) feature map, or to (1, C', L) features
+            (a sequence model reading a map of height 1, whose ERF is then a 1 x W map).
         inputs: A (N, C, H, W) or (C, H, W) tensor, or an iterable of such tensors or of ``(image, label)`` pairs
             (a data loader). Batches are split into single images, as the recipe uses batch 1. ``None`` means
             ``num_inputs`` noise images from :func:`noise_inputs`.
