@@ -292,6 +292,9 @@ def cmd_erf(args: argparse.Namespace) -> int:
     maps, results = {}, {}
     for name, run in sources:
         label, model, fn, in_chans = _analysis_model(name, run, args.checkpoint, args.num_classes)
+        base, n = label, 2
+        while label in maps:  # the same name twice (e.g. runs/a/x and runs/b/x) must not overwrite the first
+            label, n = f"{base}-{n}", n + 1
         size = args.input_size or 224
         default = tuple(getattr(model, "default_input_size", ()))
         if not run and len(default) == 2:  # a sequence model (C, L): noise maps of height 1 and length L

@@ -156,3 +156,10 @@ def test_erf_of_a_sequence_model(tmp_path, capsys):
     result = json.loads((tmp_path / "erf.json").read_text())["sgconvnet_tiny"]
     assert (result["height"], result["width"]) == (1, 64)
     assert "1x64 input" in capsys.readouterr().out
+
+
+def test_erf_keeps_both_of_two_sources_with_one_name(run_dir, tmp_path, capsys):
+    """Before: two runs named alike (runs/a/x, runs/b/x) printed two lines but erf.json kept only the last."""
+    assert main(["erf", "--run", str(run_dir), str(run_dir), "--num-inputs", "1", "--out", str(tmp_path)]) == 0
+    assert set(json.loads((tmp_path / "erf.json").read_text())) == {"tiny_run", "tiny_run-2"}
+    assert (tmp_path / "erf_tiny_run-2.png").is_file() and (tmp_path / "erf_comparison.png").is_file()
