@@ -151,11 +151,17 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from .engine.atomic import atomic_write_text
     from .models import create_model, reparameterize_model
 
-    model = create_model(args.model, num_classes=args.num_classes, in_chans=args.in_chans)
+    chans = {"in_chans": args.in_chans} if args.in_chans else {}
+    model = create_model(args.model, num_classes=args.num_classes, **chans)
     model.eval()
     if args.deploy:
         reparameterize_model(model)
-    x = torch.randn(args.batch_size, args.in_chans, args.img_size, args.img_size)
+    in_chans = getattr(model, "in_chans", args.in_chans or 3)
+    default = tuple(getattr(model, "default_input_size", ()))
+    if len(default) == 2:  # a sequence model: (B, C, L), --img-size is the length
+        x = torch.randn(args.batch_size, in_chans, args.img_size or default[1])
+    else:
+        x = torch.randn(args.batch_size, in_chans, args.img_size or 224, args.img_size or 224)
     rep = profile_model(model, x, repeats=args.repeats, name=args.model)
     d = rep.to_dict()
     print(f"{args.model} input {list(x.shape)} ({'deploy' if args.deploy else 'train'} structure, "
@@ -419,9 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("profile", help="per-layer MACs, bytes, latency, GFLOP/s and the waterline bound")
     p.add_argument("--model", required=True)
-    p.add_argument("--img-size", type=_int_at_least(32, _SIDE), default=224)
+    p.add_argument("--img-size", type=_int_at_least(32, _SIDE),
+                   help="input side (default 224); for a sequence model the length (default its max_len)")
     p.add_argument("--batch-size", type=_int_at_least(1), default=1)
-    p.add_argument("--in-chans", type=_int_at_least(1), default=3)
+    p.add_argument("--in-chans", type=_int_at_least(1), help="input channels (default: the model's, 3 for images)")
     p.add_argument("--num-classes", type=_int_at_least(0), default=1000)
     p.add_argument("--deploy", action=argparse.BooleanOptionalAction, default=True, help="fuse first (default)")
     p.add_argument("--repeats", type=_int_at_least(1), default=5)

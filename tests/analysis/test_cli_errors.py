@@ -163,3 +163,11 @@ def test_erf_keeps_both_of_two_sources_with_one_name(run_dir, tmp_path, capsys):
     assert main(["erf", "--run", str(run_dir), str(run_dir), "--num-inputs", "1", "--out", str(tmp_path)]) == 0
     assert set(json.loads((tmp_path / "erf.json").read_text())) == {"tiny_run", "tiny_run-2"}
     assert (tmp_path / "erf_tiny_run-2.png").is_file() and (tmp_path / "erf_comparison.png").is_file()
+
+
+def test_profile_of_a_sequence_model(tmp_path, capsys):
+    """Before: a 3 x 224 x 224 image met a (B, 1, L) model: 'expected input (B, 3, L) ...'."""
+    assert main(["profile", "--model", "sgconvnet_tiny", "--img-size", "64", "--repeats", "1",
+                 "--out", str(tmp_path)]) == 0
+    assert "sgconvnet_tiny input [1, 1, 64]" in capsys.readouterr().out
+    assert json.loads((tmp_path / "profile.json").read_text())["input_shape"] == [1, 1, 64]
