@@ -91,12 +91,17 @@ def test_truncated_run_weights_name_the_file_and_the_intact_ones(run_dir, capsys
     with pytest.raises(CheckpointReadError) as err:
         load_run(run_dir)
     msg = str(err.value)
-    assert str(run_dir / "model.safetensors") in msg and "--weights best" in msg and "last.pt" in msg
+    assert str(run_dir / "model.safetensors") in msg and "--weights best" in msg and "--weights last.pt" in msg
     assert load_run(run_dir, weights="best") is not None
-    assert main(["predict", "--run", str(run_dir), str(run_dir / "config.json")]) == 2
-    err_line = capsys.readouterr().err
-    assert err_line.startswith("lkconv predict: error: cannot read") and "--weights best" in err_line
-    assert "Traceback" not in err_line
+    ref = load_run(run_dir, weights="best").state_dict()
+    from_last = load_run(run_dir, weights="last.pt").state_dict()  # the hint's other way out works too
+    assert all(torch.equal(from_last[k], v) for k, v in ref.items())
+    for argv in (["predict", "--run", str(run_dir), str(run_dir / "config.json")], ["eval", "--run", str(run_dir)],
+                 ["export", "--run", str(run_dir), "--out", str(run_dir / "m.onnx")]):
+        assert main(argv) == 2
+        err_line = capsys.readouterr().err
+        assert err_line.startswith(f"lkconv {argv[0]}: error: cannot read") and "--weights best" in err_line
+        assert "Traceback" not in err_line
 
 
 @pytest.mark.parametrize("damage", ["poisoned", "truncated"])

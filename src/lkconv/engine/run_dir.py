@@ -137,13 +137,14 @@ def load_run(run_dir: str | Path, *, weights: str = "model") -> nn.Module:
 
     Args:
         run_dir: The run directory.
-        weights: ``"model"`` (final weights), ``"best"`` (best validation epoch) or a file name in the run.
+        weights: ``"model"`` (final weights), ``"best"`` (best validation epoch) or a file name in the run:
+            ``.safetensors``, or ``last.pt`` (its EMA weights when the EMA is on, else its model weights).
 
     Returns:
         A :class:`~lkconv.modalities.base.PerceptionModel` with ``class_names``, ``task`` and ``run_config``
         attributes.
     """
-    from ..models._checkpoint import read_safetensors_file
+    from ..models._checkpoint import read_safetensors_file, read_torch_file
 
     run = RunDir(run_dir)
     cfg = run.model_config()
@@ -153,9 +154,14 @@ def load_run(run_dir: str | Path, *, weights: str = "model") -> nn.Module:
     if not path.is_file():
         raise RunError(f"{path} not found (the run may not have finished an epoch yet)")
     others = [f"--weights {w} ({f})" for w, f in (("model", "model.safetensors"), ("best", "best.safetensors"))
-              if f != name and (run.path / f).is_file()] + (["last.pt (--resume)"] if run.has_training_state() else [])
+              if f != name and (run.path / f).is_file()]
+    others += ["--weights last.pt"] if name != "last.pt" and run.has_training_state() else []
     hint = f"{' or '.join(others)} may still be intact" if others else ""
-    model.load_state_dict(read_safetensors_file(path, hint=hint))
+    if path.suffix in (".pt", ".pth"):  # a training state such as last.pt: the weights model.safetensors holds
+        state = read_torch_file(path, hint=hint)
+        model.load_state_dict((state.get("ema") or state["model"]) if "model" in state else state)
+    else:
+        model.load_state_dict(read_safetensors_file(path, hint=hint))
     model.eval()
     model.class_names = cfg["class_names"]
     model.task = cfg.get("task", "classify")
