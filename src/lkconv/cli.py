@@ -174,8 +174,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
               f"{b['latency_s'] * 1e3:>8.2f} {b['bound_s'] * 1e3:>9.3f} {gf:>8.1f}")
     print(f"total: {rep.macs / 1e9:.3f} GMACs, latency {rep.total_latency_s * 1e3:.1f} ms; of a timed pass "
           f"({rep.profiled_latency_s * 1e3:.1f} ms with hooks), {rep.sum_layer_latency_s * 1e3:.1f} ms in the "
-          f"{len(rep.layers)} layers (summed per block above) and {rep.outside_layers_s * 1e3:.1f} ms outside them (element-wise ops, "
-          "reshapes and residual adds written in forward(), Python call overhead)")
+          f"{len(rep.layers)} layers (summed per block above) and {rep.outside_layers_s * 1e3:.1f} ms outside them "
+          "(element-wise ops, reshapes and residual adds written in forward(), Python call overhead)")
     print(f"waterline {rep.waterline_s * 1e3:.2f} ms, efficiency "
           f"{rep.efficiency:.1%}, efficiency gap {d['efficiency_gap_s'] * 1e3:.1f} ms ({d['gap_ratio']:.1f}x the waterline)")
     out = Path(args.out or f"runs/profile/{args.model}")
@@ -363,7 +363,9 @@ def cmd_filters(args: argparse.Namespace) -> int:
         cells = (f"{'-' if r[k] is None else format(r[k], '.4g'):>{max(len(k), 9)}}" for k in keys)
         print(f"{r['name']:<{width}} {ks:>5} " + " ".join(cells))
     atomic_write_text(out / "filters.json", json.dumps(rows, indent=2) + "\n")
-    plot_kernels(model, out / "kernels.png", reparameterize=True, min_kernel_size=max(args.min_kernel_size, 5))
+    large = max(args.min_kernel_size, 5)  # the picture shows the large kernels, or all when there are none
+    large = large if any(max(r["kernel_size"]) >= large for r in rows) else args.min_kernel_size
+    plot_kernels(model, out / "kernels.png", reparameterize=True, min_kernel_size=large)
     print(f"written: {out}/filters.json, kernels.png")
     return 0
 

@@ -8,20 +8,24 @@ import pytest
 from lkconv.cli import main
 
 
-@pytest.fixture
-def run_dir(tmp_path) -> Path:
+def make_run(root: Path, kernel_sizes=([3], [7], [7], [7])) -> Path:
     """A 32 px image run directory written without training (config.json + weights)."""
     from lkconv.engine.run_dir import RunDir, build_run_model
 
     cfg = {"model": "unireplknet_a", "model_args": {"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64],
-                                                     "kernel_sizes": [[3], [7], [7], [7]], "num_classes": 3,
-                                                     "in_chans": 3},
+                                                     "kernel_sizes": [list(k) for k in kernel_sizes],
+                                                     "num_classes": 3, "in_chans": 3},
            "adapter": "image", "adapter_args": {"in_chans": 3}, "task": "classify", "class_names": ["a", "b", "c"],
            "modality": "image", "raw_shape": [3, 32, 32], "preprocessing": {"img_size": 32}}
-    run = RunDir(tmp_path / "tiny_run")
+    run = RunDir(root / "tiny_run")
     run.write_config({"model": "unireplknet_a"}, cfg)
     run.save_weights({k: v.contiguous() for k, v in build_run_model(cfg).state_dict().items()})
     return run.path
+
+
+@pytest.fixture
+def run_dir(tmp_path) -> Path:
+    return make_run(tmp_path)
 
 
 def error_of(capsys, command: str) -> str:
@@ -171,3 +175,11 @@ def test_profile_of_a_sequence_model(tmp_path, capsys):
                  "--out", str(tmp_path)]) == 0
     assert "sgconvnet_tiny input [1, 1, 64]" in capsys.readouterr().out
     assert json.loads((tmp_path / "profile.json").read_text())["input_shape"] == [1, 1, 64]
+
+
+def test_filters_of_a_model_with_only_small_kernels_draws_them(tmp_path, capsys):
+    """Before: filters.json was written, then the picture of kernels >= 5 found none: exit 2."""
+    run = make_run(tmp_path, kernel_sizes=([3], [3], [3], [3]))
+    assert main(["filters", "--run", str(run), "--out", str(tmp_path / "f")]) == 0
+    assert (tmp_path / "f" / "kernels.png").is_file()
+    assert len(json.loads((tmp_path / "f" / "filters.json").read_text())) == 4
