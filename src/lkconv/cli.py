@@ -276,7 +276,16 @@ def _analysis_model(name: str | None, run: str | None, checkpoint: str | None, n
 
     model = create_model(name, num_classes=num_classes).eval()
     if checkpoint:
-        load_checkpoint(model, checkpoint)
+        from .models import CheckpointMismatchError
+
+        try:
+            load_checkpoint(model, checkpoint)
+        except CheckpointMismatchError as e:
+            run_dir = Path(checkpoint).resolve().parent
+            if (run_dir / "config.json").is_file():  # a run's weights: its config.json knows the model's arguments
+                raise CheckpointMismatchError(f"{e}\n{checkpoint} belongs to the run directory {run_dir}: "
+                                              f"give --run {run_dir} instead of --model/--checkpoint") from None
+            raise
     return name, model, model.forward_features, getattr(model, "in_chans", 3)
 
 
@@ -340,6 +349,9 @@ def cmd_shape_bias(args: argparse.Namespace) -> int:
     _, model, _, _ = _analysis_model(args.model, None, args.checkpoint)
     result = evaluate_shape_bias(model, args.data, batch_size=args.batch_size, img_size=args.img_size)
     print(json.dumps(result, indent=2))
+    if result["shape_bias"] is None:  # null in the JSON alone reads like a bug
+        print(f"note: shape bias undefined: none of the {result['num_conflict']} cue-conflict decisions matched the "
+              "shape or the texture category (are these ImageNet-1k weights?)", file=sys.stderr)
     return 0
 
 

@@ -183,3 +183,29 @@ def test_filters_of_a_model_with_only_small_kernels_draws_them(tmp_path, capsys)
     assert main(["filters", "--run", str(run), "--out", str(tmp_path / "f")]) == 0
     assert (tmp_path / "f" / "kernels.png").is_file()
     assert len(json.loads((tmp_path / "f" / "filters.json").read_text())) == 4
+
+
+def test_a_runs_weights_given_as_checkpoint_point_to_run(run_dir, tmp_path, capsys):
+    assert main(["filters", "--model", "unireplknet_a", "--checkpoint", str(run_dir / "model.safetensors"),
+                 "--out", str(tmp_path)]) == 2
+    assert f"give --run {run_dir.resolve()}" in error_of(capsys, "filters")
+
+
+def test_shape_bias_says_why_it_is_undefined(tmp_path, capsys, monkeypatch):
+    import torch
+
+    import lkconv
+    from lkconv.analysis import shape_bias
+    from safetensors.torch import save_file
+
+    path = tmp_path / "a.safetensors"
+    save_file({k: v.contiguous() for k, v in lkconv.create_model("unireplknet_a").state_dict().items()}, str(path))
+    (tmp_path / "cc" / "cat").mkdir(parents=True)
+    (tmp_path / "cc" / "cat" / "cat1-dog1.png").write_bytes(b"")
+    monkeypatch.setattr(shape_bias, "load_png", lambda p: torch.rand(3, 32, 32))
+    monkeypatch.setattr(shape_bias, "imagenet_to_16", lambda p: torch.eye(16)[[0]])  # 'airplane': neither cue
+    assert main(["shape-bias", "--model", "unireplknet_a", "--checkpoint", str(path), "--data", str(tmp_path / "cc"),
+                 "--img-size", "32"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["shape_bias"] is None
+    assert "shape bias undefined: none of the 1 cue-conflict decisions" in captured.err
