@@ -120,10 +120,12 @@ def cmd_data_list(args: argparse.Namespace) -> int:
     from .data.builtin import list_builtins
 
     rows = list_builtins()
-    print(f"{'name':<16} {'modality':<11} {'task':<9} {'installed':<9} {'licence':<10} size")
-    for r in rows:
-        print(f"{r['name']:<16} {r['modality']:<11} {r['task']:<9} {'yes' if r['installed'] else 'no':<9} "
-              f"{r['licence']:<10} {r['size']}")
+    table = [("name", "modality", "task", "installed", "licence", "size")] + [
+        (r["name"], r["modality"], r["task"], "yes" if r["installed"] else "no", r["licence"], str(r["size"]))
+        for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    for row in table:
+        print("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths)) + f"  {row[-1]}")
     missing = [r for r in rows if not r["installed"]]
     if missing:
         print("\nnot installed (or run `make data`):")
@@ -149,11 +151,17 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from ._atomic import atomic_write_text
     from .models import create_model, reparameterize_model
 
-    model = create_model(args.model, num_classes=args.num_classes, in_chans=args.in_chans)
+    chans = {"in_chans": args.in_chans} if args.in_chans else {}
+    model = create_model(args.model, num_classes=args.num_classes, **chans)
     model.eval()
     if args.deploy:
         reparameterize_model(model)
-    x = torch.randn(args.batch_size, args.in_chans, args.img_size, args.img_size)
+    in_chans = getattr(model, "in_chans", args.in_chans or 3)
+    default = tuple(getattr(model, "default_input_size", ()))
+    if len(default) == 2:  # a sequence model: (B, C, L), --img-size is the length
+        x = torch.randn(args.batch_size, in_chans, args.img_size or default[1])
+    else:
+        x = torch.randn(args.batch_size, in_chans, args.img_size or 224, args.img_size or 224)
     rep = profile_model(model, x, repeats=args.repeats, name=args.model)
     d = rep.to_dict()
     print(f"{args.model} input {list(x.shape)} ({'deploy' if args.deploy else 'train'} structure, "
@@ -164,8 +172,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
         gf = 2 * b["macs"] / b["latency_s"] / 1e9 if b["latency_s"] else 0.0
         print(f"{b['block']:<22} {b['macs'] / 1e6:>9.1f}M {b['params'] / 1e3:>8.1f}K {b['bytes'] / 1e6:>9.2f} "
               f"{b['latency_s'] * 1e3:>8.2f} {b['bound_s'] * 1e3:>9.3f} {gf:>8.1f}")
-    print(f"total: {rep.macs / 1e9:.3f} GMACs, latency {rep.total_latency_s * 1e3:.1f} ms (sum of layers "
-          f"{d['sum_layer_latency_s'] * 1e3:.1f} ms), waterline {rep.waterline_s * 1e3:.2f} ms, efficiency "
+    print(f"total: {rep.macs / 1e9:.3f} GMACs, latency {rep.total_latency_s * 1e3:.1f} ms; of a timed pass "
+          f"({rep.profiled_latency_s * 1e3:.1f} ms with hooks), {rep.sum_layer_latency_s * 1e3:.1f} ms in the "
+          f"{len(rep.layers)} layers (summed per block above) and {rep.outside_layers_s * 1e3:.1f} ms outside them "
+          "(element-wise ops, reshapes and residual adds written in forward(), Python call overhead)")
+    print(f"waterline {rep.waterline_s * 1e3:.2f} ms, efficiency "
           f"{rep.efficiency:.1%}, efficiency gap {d['efficiency_gap_s'] * 1e3:.1f} ms ({d['gap_ratio']:.1f}x the waterline)")
     out = Path(args.out or f"runs/profile/{args.model}")
     out.mkdir(parents=True, exist_ok=True)
@@ -236,6 +247,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return subprocess.call([sys.executable, str(script), *args.rest])
 
 
+def _int_at_least(low: int, why: str = ""):
+    """An argparse type: an integer >= ``low``; anything else is an ``lkconv CMD: error: argument ...`` line."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}{why}, got {value}")
+        return value
+
+    return parse
+
+
+_SIDE = " (the networks downsample by 32)"
+
+
 def _analysis_model(name: str | None, run: str | None, checkpoint: str | None, num_classes: int = 1000):
     """(label, model, feature_fn, in_chans): a registered model (optionally with weights) or a run's model.
 
@@ -244,12 +273,21 @@ def _analysis_model(name: str | None, run: str | None, checkpoint: str | None, n
         from .engine.run_dir import load_run
 
         model = load_run(run)
-        return Path(run).name, model, model.backbone.forward_features, model.adapter.out_chans
+        return Path(run).resolve().name, model, model.backbone.forward_features, model.adapter.out_chans
     from .models import create_model, load_checkpoint
 
     model = create_model(name, num_classes=num_classes).eval()
     if checkpoint:
-        load_checkpoint(model, checkpoint)
+        from .models import CheckpointMismatchError
+
+        try:
+            load_checkpoint(model, checkpoint)
+        except CheckpointMismatchError as e:
+            run_dir = Path(checkpoint).resolve().parent
+            if (run_dir / "config.json").is_file():  # a run's weights: its config.json knows the model's arguments
+                raise CheckpointMismatchError(f"{e}\n{checkpoint} belongs to the run directory {run_dir}: "
+                                              f"give --run {run_dir} instead of --model/--checkpoint") from None
+            raise
     return name, model, model.forward_features, getattr(model, "in_chans", 3)
 
 
@@ -260,13 +298,29 @@ def cmd_erf(args: argparse.Namespace) -> int:
     from .analysis.plots import plot_erf, plot_erf_grid
     from ._atomic import atomic_write_text
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     sources = [(m, None) for m in (args.model or [])] + [(None, r) for r in (args.run or [])]
+    if not sources:
+        raise ValueError("nothing to measure: give --model NAME [NAME ...] and/or --run RUN_DIR [RUN_DIR ...]")
+    if args.data and not args.run:
+        raise ValueError("--data gives the inputs of a --run's model; with --model only, noise is used")
+    if args.checkpoint and len(args.model or []) != 1:
+        raise ValueError(f"--checkpoint loads into one --model, got {len(args.model or [])} --model names")
+    out = Path(args.out)
     maps, results = {}, {}
     for name, run in sources:
-        label, model, fn, in_chans = _analysis_model(name, run, args.checkpoint)
+        label, model, fn, in_chans = _analysis_model(name, run, args.checkpoint, args.num_classes)
+        base, n = label, 2
+        while label in maps:  # the same name twice (e.g. runs/a/x and runs/b/x) must not overwrite the first
+            label, n = f"{base}-{n}", n + 1
+        size = args.input_size or 224
+        default = tuple(getattr(model, "default_input_size", ()))
+        if not run and len(default) == 2:  # a sequence model (C, L): noise maps of height 1 and length L
+            size = (1, args.input_size or default[1])
         inputs = None
+        if run:
+            with torch.no_grad():  # the backbone's input map for one raw sample of the run's recorded shape
+                shape = model.adapter.eval()(torch.zeros(1, *model.run_config["raw_shape"])).shape
+            size = (args.input_size, args.input_size) if args.input_size else tuple(shape[-2:])
         if run and args.data:
             from .data import build_data
             from .engine.evaluate import run_train_config
@@ -276,13 +330,14 @@ def cmd_erf(args: argparse.Namespace) -> int:
             raw = torch.stack([val[i][0] for i in range(min(args.num_inputs, len(val)))])
             with torch.no_grad():
                 inputs = model.adapter.eval()(raw)
-        erf = compute_erf(fn, inputs, num_inputs=args.num_inputs, size=args.input_size, in_chans=in_chans)
+        erf = compute_erf(fn, inputs, num_inputs=args.num_inputs, size=size, in_chans=in_chans)
         maps[label] = erf
         results[label] = analyze_erf(erf)
+        out.mkdir(parents=True, exist_ok=True)
         plot_erf(erf, out / f"erf_{label}.png", title=label)
         ratios = "  ".join(f"{t['threshold']:.0%}: side {t['side']} (area {t['area_ratio']:.1%})"
                            for t in results[label]["thresholds"])
-        print(f"{label}: {ratios}")
+        print(f"{label} ({erf.shape[0]}x{erf.shape[1]} input): {ratios}")
     if len(maps) > 1:
         plot_erf_grid(maps, out / "erf_comparison.png")
     atomic_write_text(out / "erf.json", json.dumps(results, indent=2) + "\n")
@@ -296,6 +351,9 @@ def cmd_shape_bias(args: argparse.Namespace) -> int:
     _, model, _, _ = _analysis_model(args.model, None, args.checkpoint)
     result = evaluate_shape_bias(model, args.data, batch_size=args.batch_size, img_size=args.img_size)
     print(json.dumps(result, indent=2))
+    if result["shape_bias"] is None:  # null in the JSON alone reads like a bug
+        print(f"note: shape bias undefined: none of the {result['num_conflict']} cue-conflict decisions matched the "
+              "shape or the texture category (are these ImageNet-1k weights?)", file=sys.stderr)
     return 0
 
 
@@ -303,24 +361,44 @@ def cmd_filters(args: argparse.Namespace) -> int:
     from .analysis.filters import kernel_stats, plot_kernels
     from ._atomic import atomic_write_text
 
-    label, model, _, _ = _analysis_model(args.model, args.run, args.checkpoint)
+    if args.checkpoint and args.run:
+        raise ValueError("--checkpoint loads into --model; a --run brings its own weights")
+    label, model, _, _ = _analysis_model(args.model, args.run, args.checkpoint, args.num_classes)
     rows = kernel_stats(model, reparameterize=True, min_kernel_size=args.min_kernel_size)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    keys = [k for k in rows[0] if isinstance(rows[0][k], float)] if rows else []
-    print(f"{'layer':<36} {'k':>5} " + " ".join(f"{k[:14]:>14}" for k in keys))
+    if not rows:
+        raise ValueError(f"{label} has no depthwise conv with a kernel side >= {args.min_kernel_size}")
+    keys = [k for k in rows[0] if k not in ("name", "type", "channels", "dilation", "kernel_size", "num_filters")]
+    width = max(len("layer"), *(len(r["name"]) for r in rows))
+    print(f"{'layer':<{width}} {'k':>5} " + " ".join(f"{k:>{max(len(k), 9)}}" for k in keys))
     for r in rows:
-        ks = r.get("kernel_size", "")
-        ks = "x".join(map(str, ks)) if isinstance(ks, (list, tuple)) else ks
-        print(f"{r['name'][:36]:<36} {ks:>5} " + " ".join(f"{r[k]:>14.4g}" for k in keys))
+        ks = "x".join(map(str, r["kernel_size"]))
+        cells = (f"{'-' if r[k] is None else format(r[k], '.4g'):>{max(len(k), 9)}}" for k in keys)
+        print(f"{r['name']:<{width}} {ks:>5} " + " ".join(cells))
     atomic_write_text(out / "filters.json", json.dumps(rows, indent=2) + "\n")
-    plot_kernels(model, out / "kernels.png", reparameterize=True, min_kernel_size=max(args.min_kernel_size, 5))
+    large = max(args.min_kernel_size, 5)  # the picture shows the large kernels, or all when there are none
+    large = large if any(max(r["kernel_size"]) >= large for r in rows) else args.min_kernel_size
+    plot_kernels(model, out / "kernels.png", reparameterize=True, min_kernel_size=large)
     print(f"written: {out}/filters.json, kernels.png")
     return 0
 
 
+def _version() -> str:
+    """The installed distribution's version; the package's own ``__version__`` when run from a source tree."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("lkconv")
+    except metadata.PackageNotFoundError:
+        from . import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lkconv", description="Large-kernel ConvNets with universal perception.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list-models", help="list registered model names")
@@ -363,12 +441,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("profile", help="per-layer MACs, bytes, latency, GFLOP/s and the waterline bound")
     p.add_argument("--model", required=True)
-    p.add_argument("--img-size", type=int, default=224)
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--in-chans", type=int, default=3)
-    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--img-size", type=_int_at_least(32, _SIDE),
+                   help="input side (default 224); for a sequence model the length (default its max_len)")
+    p.add_argument("--batch-size", type=_int_at_least(1), default=1)
+    p.add_argument("--in-chans", type=_int_at_least(1), help="input channels (default: the model's, 3 for images)")
+    p.add_argument("--num-classes", type=_int_at_least(0), default=1000)
     p.add_argument("--deploy", action=argparse.BooleanOptionalAction, default=True, help="fuse first (default)")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=_int_at_least(1), default=5)
     p.add_argument("--out", help="folder for profile.json and profile.png (default runs/profile/MODEL)")
     p.set_defaults(func=cmd_profile)
 
@@ -402,8 +481,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", nargs="+", help="registered model name(s)")
     p.add_argument("--run", nargs="+", help="run directory(ies): ERF on the backbone's input map")
     p.add_argument("--checkpoint", help="weights for --model (ERFs of untrained networks differ a lot)")
-    p.add_argument("--input-size", type=int, default=224)
-    p.add_argument("--num-inputs", type=int, default=8)
+    p.add_argument("--num-classes", type=_int_at_least(0), default=1000,
+                   help="classes of the --checkpoint's head (default 1000)")
+    p.add_argument("--input-size", type=_int_at_least(32, _SIDE),
+                   help="side of the noise inputs (default: 224 for --model, the run's recorded input for --run)")
+    p.add_argument("--num-inputs", type=_int_at_least(1), default=8)
     p.add_argument("--data", help="with --run: use these inputs (PATH or builtin:NAME) instead of noise")
     p.add_argument("--out", default="runs/erf")
     p.set_defaults(func=cmd_erf)
@@ -413,16 +495,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="ImageNet-1k weights (.pth/.safetensors)")
     p.add_argument("--data", required=True,
                    help="cue-conflict stimuli: <DIR>/<shape>/<shape><n>-<texture><m>.png (texture-vs-shape, CC-BY-4.0)")
-    p.add_argument("--img-size", type=int, default=224)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--img-size", type=_int_at_least(32, _SIDE), default=224)
+    p.add_argument("--batch-size", type=_int_at_least(1), default=16)
     p.set_defaults(func=cmd_shape_bias)
 
     p = sub.add_parser("filters", help="statistics and images of the (fused) depthwise kernels")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--model")
     g.add_argument("--run")
-    p.add_argument("--checkpoint")
-    p.add_argument("--min-kernel-size", type=int, default=2)
+    p.add_argument("--checkpoint", help="weights for --model")
+    p.add_argument("--num-classes", type=_int_at_least(0), default=1000,
+                   help="classes of the --checkpoint's head (default 1000)")
+    p.add_argument("--min-kernel-size", type=_int_at_least(1), default=2)
     p.add_argument("--out", default="runs/filters")
     p.set_defaults(func=cmd_filters)
 

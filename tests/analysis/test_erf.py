@@ -54,11 +54,21 @@ def test_single_conv_erf_is_its_kernel(size: tuple[int, int]) -> None:
     conv = _positive_conv(2, 3, 5)
     erf_map = compute_erf(conv, torch.randn(3, 2, *size))
     assert erf_map.shape == size
-    np.testing.assert_array_equal(_support(erf_map), _square_mask(size, 5))
-    # d(sum_c out_c)/dx = sum over output and input channels of the kernel, whatever the input.
-    expected = conv.weight.detach().double().sum(dim=(0, 1)).numpy()
-    cy, cx = size[0] // 2, size[1] // 2
-    np.testing.assert_allclose(erf_map[cy - 2 : cy + 3, cx - 2 : cx + 3], expected, rtol=1e-5)
+    # d(sum_c out_c)/dx = sum over output and input channels of the kernel, whatever the input. On an odd side it is
+    # taken at the one central output; on an even side the score is the mean over the two central outputs, so the
+    # map is the mean of the kernel placed at each of them (16 x 16: a 6 x 6 support around the centre).
+    kernel = conv.weight.detach().double().sum(dim=(0, 1)).numpy()
+    rows = range((size[0] - 1) // 2, size[0] // 2 + 1)
+    cols = range((size[1] - 1) // 2, size[1] // 2 + 1)
+    expected = np.zeros(size)
+    for cy in rows:
+        for cx in cols:
+            expected[cy - 2 : cy + 3, cx - 2 : cx + 3] += kernel / (len(rows) * len(cols))
+    if size[0] % 2 and size[1] % 2:
+        np.testing.assert_array_equal(_support(erf_map), _square_mask(size, 5))
+    else:
+        assert _support(erf_map).sum() == (4 + len(rows)) * (4 + len(cols))
+    np.testing.assert_allclose(erf_map, expected, rtol=1e-5, atol=1e-12)
 
 
 def test_two_stacked_3x3_give_5x5() -> None:

@@ -5,6 +5,12 @@ which UniRepLKNet reuses):
 
 1. Put the model in eval mode and take its last feature map ``out`` of shape (1, C, h, w) for one input image.
 2. ``s = sum_c ReLU(out[0, c, h // 2, w // 2])`` (the central output position), ``g = ds / d(input)``.
+   Where ``h`` or ``w`` is even there is no central position: ``h // 2`` is the one below and right of the centre,
+   and on a small map (InceptionNeXt at 64 px ends in 2 x 2) the ERF then sits in a corner of the input while the
+   squares of step 4 are centred, which makes their ratios meaningless. Here ``s`` is instead the mean of ``sum_c
+   ReLU(out[0, c, y, x])`` over the central rows ``y`` and columns ``x`` (two of them along an even side, one along an
+   odd side; :func:`central_positions`), so the ERF is centred on the input's centre for every map size. For odd
+   maps this is exactly the recipe.
 3. The image's map is ``sum over input channels of ReLU(g)``, an H x W map. Maps holding NaN are skipped and the others
    are averaged over the inputs (:func:`compute_erf`).
 4. Analysis (:func:`analyze_erf`): ``d = log10(map + 1)``, ``d /= d.max()``; for each threshold t, the smallest centred
@@ -30,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["DEFAULT_THRESHOLDS", "analyze_erf", "compute_erf", "erf_transform", "noise_inputs"]
+__all__ = ["DEFAULT_THRESHOLDS", "analyze_erf", "central_positions", "compute_erf", "erf_transform", "noise_inputs"]
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.2, 0.3, 0.5, 0.99)
 
@@ -97,14 +103,27 @@ def _infer_device(model_or_fn: nn.Module | FeatureFn) -> torch.device:
     return torch.device("cpu")
 
 
+def central_positions(size: int) -> slice:
+    """The central index of an odd ``size``, or the two central indices of an even one, as a slice.
+
+    Examples: 7 -> ``slice(3, 4)``; 2 -> ``slice(0, 2)``; 8 -> ``slice(3, 5)``.
+    """
+    if size < 1:
+        raise ValueError(f"a feature map side must be >= 1, got {size}")
+    return slice((size - 1) // 2, size // 2 + 1)
+
+
 def _erf_one(fn: FeatureFn, image: torch.Tensor) -> torch.Tensor:
     x = image.detach().clone().requires_grad_(True)
     out = fn(x)
+    if isinstance(out, torch.Tensor) and out.dim() == 3 and out.shape[0] == 1:
+        out = out.unsqueeze(2)  # a sequence model's (1, C, L) features: a map of height 1
     if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[0] != 1:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"the feature function must return a (1, C, h, w) tensor, got {shape}")
+        raise ValueError(f"the feature function must return a (1, C, h, w) or (1, C, L) tensor, got {shape}")
     h, w = out.shape[-2:]
-    score = torch.relu(out[0, :, h // 2, w // 2]).sum()
+    centre = torch.relu(out[0, :, central_positions(h), central_positions(w)])  # (C, 1 or 2, 1 or 2)
+    score = centre.sum(dim=0).mean()
     if not score.requires_grad:
         raise ValueError("the feature map does not depend on the input through autograd (was it detached?)")
     (grad,) = torch.autograd.grad(score, x)
@@ -125,7 +144,8 @@ def compute_erf(
 
     Args:
         model_or_fn: A model with ``forward_features`` (used in eval mode; its train/eval mode is restored afterwards),
-            or any callable mapping a (1, C, H, W) input to a (1, C', h, w) feature map.
+            or any callable mapping a (1, C, H, W) input to a (1, C', h, w) feature map, or to (1, C', L) features
+            (a sequence model reading a map of height 1, whose ERF is then a 1 x W map).
         inputs: A (N, C, H, W) or (C, H, W) tensor, or an iterable of such tensors or of ``(image, label)`` pairs
             (a data loader). Batches are split into single images, as the recipe uses batch 1. ``None`` means
             ``num_inputs`` noise images from :func:`noise_inputs`.

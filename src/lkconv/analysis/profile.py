@@ -10,6 +10,12 @@ Definitions (our operationalisation of Lavin's efficiency-gap/waterline ideas):
 
 Latency per layer is measured with forward hooks (median over repeats), so it includes the framework's per-call
 overhead — which is part of what a user pays.
+
+The layers do not add up to the whole forward pass: work written in a module's ``forward()`` rather than as a
+submodule (residual adds, layer scales, reshapes/permutes, functional activations) and the Python overhead of the
+container modules run between the hooked leaf layers. ``outside_layers_s`` measures it as the time of a hooked pass
+(``profiled_latency_s``, median over the same passes the layers are timed in) minus the sum of the layers;
+``total_latency_s`` is a pass without hooks, so ``profiled_latency_s - total_latency_s`` is the hooks' own cost.
 """
 
 from __future__ import annotations
@@ -78,6 +84,16 @@ class ProfileReport:
     machine: MachineRates
     layers: list[LayerProfile] = field(default_factory=list)
     total_latency_s: float = 0.0  # a whole forward pass, without hooks
+    profiled_latency_s: float = 0.0  # a whole forward pass with the per-layer timing hooks
+
+    @property
+    def sum_layer_latency_s(self) -> float:
+        return sum(l.latency_s for l in self.layers)
+
+    @property
+    def outside_layers_s(self) -> float:
+        """Time of a hooked pass spent outside the leaf layers (see the module docstring); never negative."""
+        return max(self.profiled_latency_s - self.sum_layer_latency_s, 0.0)
 
     @property
     def macs(self) -> int:
@@ -104,8 +120,9 @@ class ProfileReport:
     def to_dict(self) -> dict:
         return {
             "model": self.model, "input_shape": list(self.input_shape), "machine": asdict(self.machine),
-            "macs": self.macs, "total_latency_s": self.total_latency_s, "sum_layer_latency_s": sum(
-                l.latency_s for l in self.layers), "waterline_s": self.waterline_s, "efficiency": self.efficiency,
+            "macs": self.macs, "total_latency_s": self.total_latency_s, "sum_layer_latency_s": self.sum_layer_latency_s,
+            "profiled_latency_s": self.profiled_latency_s, "outside_layers_s": self.outside_layers_s,
+            "waterline_s": self.waterline_s, "efficiency": self.efficiency,
             "efficiency_gap_s": self.total_latency_s - self.waterline_s,
             "gap_ratio": self.total_latency_s / self.waterline_s if self.waterline_s else None,
             "layers": [{**asdict(l), "gflops": l.gflops} for l in self.layers], "blocks": self.blocks(),
@@ -145,14 +162,18 @@ def profile_model(model: nn.Module, example_input: torch.Tensor, *, repeats: int
     for m in model.modules():
         if names.get(m) in costs:
             handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
+    passes = []
     try:
         for _ in range(repeats + 1):
+            t0 = time.perf_counter()
             model(example_input)
+            passes.append(time.perf_counter() - t0)
     finally:
         for h in handles:
             h.remove()
     total = _median_time(lambda: model(example_input), repeats)
-    report = ProfileReport(name or type(model).__name__, tuple(example_input.shape), machine, total_latency_s=total)
+    report = ProfileReport(name or type(model).__name__, tuple(example_input.shape), machine, total_latency_s=total,
+                           profiled_latency_s=statistics.median(passes[1:] or passes))
     for n, c in costs.items():
         ts = times[n][1:] or times[n]  # the first pass is warm-up
         nbytes = c.input_bytes + c.output_bytes + c.weight_bytes

@@ -110,13 +110,17 @@ def load_png(path: str | Path) -> torch.Tensor:
 
     Raises:
         ImportError: If Pillow is not installed.
+        ValueError: If the file cannot be read as an image (named in the message).
     """
     try:
         from PIL import Image
     except ImportError as err:
         raise ImportError("reading PNG images needs Pillow: pip install pillow (or pip install lkconv[plot])") from err
-    with Image.open(path) as image:
-        array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except OSError as err:  # PIL.UnidentifiedImageError, truncated files, unreadable paths
+        raise ValueError(f"cannot read {path} as an image ({err}); replace or remove the file") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
 
 

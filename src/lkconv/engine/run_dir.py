@@ -92,34 +92,14 @@ class RunDir:
 
     def plot_curves(self, history: list[dict[str, Any]]) -> bool:
         """Writes curves.png; False (and no file) when matplotlib is not installed."""
-        try:
-            import matplotlib
+        from ..analysis.plots import training_curves_png
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
+        png = training_curves_png(history)
+        if png is None:
             return False
-        epochs = [r["epoch"] for r in history]
-        metrics = [k for k in history[-1] if k.startswith("val_") and k != "val_loss"]
-        fig, axes = plt.subplots(1, 1 + bool(metrics), figsize=(10 if metrics else 5, 3.5))
-        axes = np.atleast_1d(axes)
-        for key in ("train_loss", "val_loss"):
-            if key in history[-1]:
-                axes[0].plot(epochs, [r.get(key, np.nan) for r in history], label=key, marker="o")
-        axes[0].set_xlabel("epoch")
-        axes[0].legend()
-        for key in metrics + (["train_accuracy"] if "train_accuracy" in history[-1] and metrics else []):
-            axes[1].plot(epochs, [r.get(key, np.nan) for r in history], label=key, marker="o")
-        if metrics:
-            axes[1].set_xlabel("epoch")
-            axes[1].legend()
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100)
-        plt.close(fig)
         from .._atomic import atomic_write_bytes
 
-        atomic_write_bytes(self.path / "curves.png", buf.getvalue())
+        atomic_write_bytes(self.path / "curves.png", png)
         return True
 
     # --- reading ------------------------------------------------------------------------------------
@@ -127,7 +107,10 @@ class RunDir:
         path = self.path / "last.pt"
         if not path.is_file():
             raise RunError(f"nothing to resume: {path} does not exist")
-        return torch.load(path, map_location="cpu", weights_only=True)
+        from ..models._checkpoint import read_torch_file
+
+        return read_torch_file(path, hint="the run cannot be resumed from it; its model.safetensors and "
+                               "best.safetensors may still be intact for eval/predict/export")
 
     def model_config(self) -> dict[str, Any]:
         path = self.path / "config.json"
@@ -154,13 +137,14 @@ def load_run(run_dir: str | Path, *, weights: str = "model") -> nn.Module:
 
     Args:
         run_dir: The run directory.
-        weights: ``"model"`` (final weights), ``"best"`` (best validation epoch) or a file name in the run.
+        weights: ``"model"`` (final weights), ``"best"`` (best validation epoch) or a file name in the run:
+            ``.safetensors``, or ``last.pt`` (its EMA weights when the EMA is on, else its model weights).
 
     Returns:
         A :class:`~lkconv.modalities.base.PerceptionModel` with ``class_names``, ``task`` and ``run_config``
         attributes.
     """
-    from safetensors.torch import load_file
+    from ..models._checkpoint import read_safetensors_file, read_torch_file
 
     run = RunDir(run_dir)
     cfg = run.model_config()
@@ -169,7 +153,15 @@ def load_run(run_dir: str | Path, *, weights: str = "model") -> nn.Module:
     path = run.path / name
     if not path.is_file():
         raise RunError(f"{path} not found (the run may not have finished an epoch yet)")
-    model.load_state_dict(load_file(str(path)))
+    others = [f"--weights {w} ({f})" for w, f in (("model", "model.safetensors"), ("best", "best.safetensors"))
+              if f != name and (run.path / f).is_file()]
+    others += ["--weights last.pt"] if name != "last.pt" and run.has_training_state() else []
+    hint = f"{' or '.join(others)} may still be intact" if others else ""
+    if path.suffix in (".pt", ".pth"):  # a training state such as last.pt: the weights model.safetensors holds
+        state = read_torch_file(path, hint=hint)
+        model.load_state_dict((state.get("ema") or state["model"]) if "model" in state else state)
+    else:
+        model.load_state_dict(read_safetensors_file(path, hint=hint))
     model.eval()
     model.class_names = cfg["class_names"]
     model.task = cfg.get("task", "classify")

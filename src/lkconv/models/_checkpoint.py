@@ -3,20 +3,110 @@
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from ._reparam import reparameterize_model
 
-__all__ = ["load_state_dict_file", "load_checkpoint", "checkpoint_structure", "CheckpointMismatchError"]
+__all__ = ["load_state_dict_file", "load_checkpoint", "checkpoint_structure", "CheckpointMismatchError",
+           "CheckpointReadError", "read_torch_file", "read_safetensors_file"]
 
 _WRAPPER_KEYS = ("model", "state_dict", "model_state", "module")
 
 
 class CheckpointMismatchError(RuntimeError):
     """The file's keys or shapes do not fit the model."""
+
+
+class CheckpointReadError(ValueError):
+    """A checkpoint file cannot be read: truncated or damaged, or holding pickled objects that are not tensors."""
+
+
+_REFUSAL = "lkconv never unpickles code: re-save the file as a plain state_dict or as .safetensors"
+
+
+def _first_sentence(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return re.split(r"(?<=[a-z)])\. ", line, maxsplit=1)[0].rstrip(".")
+
+
+def _unpickling_detail(message: str) -> str:
+    """The part of PyTorch's weights-only refusal that says what was refused, without its advice to turn it off."""
+    match = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. Please use|\n\n|$)", message, re.S)
+    return " ".join(match.group(1).split()).rstrip(".") if match else "a pickled object that is not a tensor"
+
+
+def _with_hint(message: str, hint: str) -> str:
+    return f"{message}; {hint}" if hint else message
+
+
+def read_torch_file(path: str | os.PathLike, *, hint: str = "") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, with errors that name the file and never advise unpickling.
+
+    PyTorch's own refusal of a pickled object suggests re-running with ``weights_only=False``, which would execute
+    whatever the file holds; that advice is dropped here and lkconv's sentence given instead.
+
+    Args:
+        path: A ``.pt``/``.pth``/... file written by ``torch.save``.
+        hint: Appended to the error of a truncated or damaged file, e.g. which other file may still be intact.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        CheckpointReadError: If the file holds non-tensor pickled objects, or is truncated or damaged.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise before the refusal below
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the file name and the reason
+        import pickle
+
+        if isinstance(e, pickle.UnpicklingError) and "WeightsUnpickler" in str(e):
+            raise CheckpointReadError(
+                f"cannot read {path} as a weights-only torch checkpoint: it holds a pickled object that is not a "
+                f"tensor ({_unpickling_detail(str(e))}); {_REFUSAL}"
+            ) from None
+        if isinstance(e, (EOFError, pickle.UnpicklingError)) or "PytorchStreamReader" in str(e):
+            detail = _first_sentence(str(e)) or "the file ends early"
+            raise CheckpointReadError(
+                _with_hint(f"cannot read {path}: the file is truncated or damaged ({detail})", hint)
+            ) from None
+        raise CheckpointReadError(
+            _with_hint(f"cannot read {path} as a weights-only torch checkpoint ({type(e).__name__}: "
+                       f"{_first_sentence(str(e))}); {_REFUSAL}", hint)
+        ) from None
+
+
+def read_safetensors_file(path: str | os.PathLike, *, hint: str = "") -> dict[str, torch.Tensor]:
+    """``safetensors.torch.load_file`` with an error that names a truncated or damaged file.
+
+    Args:
+        path: A ``.safetensors`` file.
+        hint: Appended to the error, e.g. which other file may still be intact.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        CheckpointReadError: If the file is truncated or damaged.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return load_file(str(path))
+    except Exception as e:  # noqa: BLE001 - SafetensorError and friends, re-raised with the file name
+        raise CheckpointReadError(
+            _with_hint(f"cannot read {path}: the file is truncated or damaged ({_first_sentence(str(e))})", hint)
+        ) from None
 
 
 def load_state_dict_file(path: str | os.PathLike, *, ema: bool = False) -> dict[str, torch.Tensor]:
@@ -30,18 +120,9 @@ def load_state_dict_file(path: str | os.PathLike, *, ema: bool = False) -> dict[
         raise FileNotFoundError(f"checkpoint not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        sd = load_file(str(path))
+        sd = read_safetensors_file(path)
     elif suffix in (".pth", ".pt", ".bin", ".ckpt", ".tar"):
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - re-raised with the file name and the reason
-            raise ValueError(
-                f"cannot read {path} as a weights-only torch checkpoint ({type(e).__name__}: {e}); lkconv never "
-                "unpickles code: re-save the file as a plain state_dict or as .safetensors"
-            ) from e
-        sd = _unwrap(obj, path, ema)
+        sd = _unwrap(read_torch_file(path), path, ema)
     else:
         raise ValueError(f"unsupported checkpoint format {suffix!r} for {path}; accepted: .safetensors, .pth, .pt, .bin")
     for prefix in ("module.", "backbone."):
@@ -92,8 +173,9 @@ def _describe_mismatch(model: nn.Module, sd: dict[str, torch.Tensor], path: str)
     def show(items: list[str]) -> str:
         return ", ".join(items[:8]) + (f", … ({len(items)} in all)" if len(items) > 8 else "")
 
-    parts = [f"checkpoint {path} does not fit {type(model).__name__}: the file holds a "
-             f"{checkpoint_structure(sd)}-structure checkpoint, the model is built in the "
+    file_kind = checkpoint_structure(sd)
+    parts = [f"checkpoint {path} does not fit {type(model).__name__}: the file holds "
+             f"{'an' if file_kind == 'unknown' else 'a'} {file_kind}-structure checkpoint, the model is built in the "
              f"{_model_structure(model)} structure."]
     if missing:
         parts.append(f"missing keys: {show(missing)}")
@@ -101,7 +183,23 @@ def _describe_mismatch(model: nn.Module, sd: dict[str, torch.Tensor], path: str)
         parts.append(f"unexpected keys: {show(unexpected)}")
     if shapes:
         parts.append(f"shape mismatches: {show(shapes)}")
+    head = _head_classes(model, sd)
+    if head is not None and not missing and not unexpected:
+        parts.append(f"only the classifier head differs: the file's head has {head} classes; build the model with "
+                     f"num_classes={head} (on the command line: --num-classes {head})")
     return "\n".join(parts)
+
+
+def _head_classes(model: nn.Module, sd: dict[str, torch.Tensor]) -> int | None:
+    """The file's number of classes when the only shape mismatches are in the classifier head, else ``None``."""
+    own = model.state_dict()
+    differing = [k for k in own if k in sd and sd[k].shape != own[k].shape]
+    num_classes = getattr(model, "num_classes", None)
+    if not differing or not all(k.split(".")[0] == "head" for k in differing):
+        return None
+    sizes = {sd[k].shape[0] for k in differing
+             if sd[k].dim() >= 1 and own[k].dim() >= 1 and own[k].shape[0] == num_classes}
+    return sizes.pop() if len(sizes) == 1 else None
 
 
 def load_checkpoint(
