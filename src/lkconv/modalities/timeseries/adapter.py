@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ModalityAdapter, register_adapter
+from ..base import ModalityAdapter
 
 __all__ = ["TimeSeriesAdapter", "MAPPINGS", "masked_stats", "resample_linear", "gramian_fields"]
 
@@ -86,7 +86,6 @@ def gramian_fields(z: torch.Tensor) -> torch.Tensor:
     return torch.stack([gasf, gadf, diff], dim=2).flatten(1, 2)
 
 
-@register_adapter
 class TimeSeriesAdapter(ModalityAdapter):
     """(B, C, L) series (NaN = missing) → (B, out_chans, H, W) map (``sequence``: (B, out_chans, L)); see the module
     docstring for the mappings.
