@@ -47,7 +47,7 @@ def moving_fashion_clip(image: np.ndarray, direction: int, directions: int, rng:
 
 
 def _fashion_images(split: str) -> np.ndarray:
-    from .readers.idx import read_idx
+    from ...data.readers.idx import read_idx
 
     return read_idx(FASHION_MNIST_DIR / f"{split}-images-idx3-ubyte.gz")
 

@@ -90,7 +90,7 @@ def video_options(cfg, *, builtin: bool = False) -> tuple[dict[str, Any], dict[s
 def read_clip(path: str | Path, num_frames: int, size: int, channels: int) -> torch.Tensor:
     """Decodes ``num_frames`` uniformly spread frames resized to ``size``×``size``: float (T, C, size, size) in [0, 1]
     (grey is the mean of R, G and B)."""
-    from .readers.video import read_video
+    from ...data.readers.video import read_video
 
     frames = torch.from_numpy(read_video(path, num_frames=num_frames, size=(size, size)))  # (T, H, W, 3) uint8
     clip = frames.permute(0, 3, 1, 2).float().div_(255.0)
@@ -105,7 +105,7 @@ def _crop(clip: torch.Tensor, size: int, rng: np.random.Generator | None) -> tor
 
 
 def _validate(path: Path) -> None:
-    from .readers.video import probe_video
+    from ...data.readers.video import probe_video
 
     if probe_video(path).num_frames < 1:
         raise ValueError("no frames")
