@@ -13,7 +13,8 @@ defines a subclass and decorates it with :func:`register_modality`; nothing in t
         def build_folder_data(self, cfg, *, eval_only=False, class_names=None) -> DataBundle: ...
         def load_for_predict(self, path, preprocessing) -> torch.Tensor: ...
 
-The built-in modalities are the sub-packages of :mod:`lkconv.modalities`; they are imported on the first lookup.
+Every module and sub-package of :mod:`lkconv.modalities` is imported on the first lookup, so a modality dropped
+there as one file registers itself.
 """
 
 from __future__ import annotations
@@ -104,15 +105,14 @@ def register_modality(cls: type[Modality]) -> type[Modality]:
 
 
 def _load_builtin_modalities() -> None:
-    """Imports every sub-package of :mod:`lkconv.modalities`; each registers its modality when imported."""
+    """Imports every module and sub-package of :mod:`lkconv.modalities`; a modality registers when imported."""
     global _loaded
     if _loaded:
         return
     _loaded = True
     package = importlib.import_module(__package__)
     for info in pkgutil.iter_modules(package.__path__):
-        if info.ispkg:
-            importlib.import_module(f"{__package__}.{info.name}")
+        importlib.import_module(f"{__package__}.{info.name}")
 
 
 def modality_names() -> list[str]:

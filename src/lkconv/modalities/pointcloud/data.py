@@ -4,7 +4,7 @@ held-out split), and the built-in set ``cgal-shapes`` (meshes of CGAL's example 
 Every access turns a file into one raw sample of ``num_points`` points: meshes are sampled area-weighted over their
 surface (a fresh sample each time, from the per-sample RNG), point sets are subsampled without replacement or padded
 by repeating random points. Points are centred and scaled into the unit sphere; in training a random pose follows
-(partial crop, rotation, scale, jitter — :func:`lkconv.data.readers.random_pose`). The raw sample is float32
+(partial crop, rotation, scale, jitter — :func:`lkconv.data.augment.pointcloud.random_pose`). The raw sample is float32
 (N, 3), or (N, 6) with unit normals (``normals: true``; a point set without normals gets zeros).
 
 ``modality_args`` (all optional):

@@ -3,7 +3,7 @@
 Every mapping starts the same way: each (sample, channel) is z-normalised over its observed values (``norm``
 ``"instance"``; ``"none"`` keeps the values), and missing values are filled with 0 (the mean after normalisation);
 with ``mask_channel`` the observed-value mask travels with the values so the network can tell a filled value from
-a real 0. The data layer brings every sample to the same length L (see :mod:`lkconv.data.timeseries`).
+a real 0. The data layer brings every sample to the same length L (see :mod:`lkconv.modalities.timeseries.data`).
 
 Mappings (``mapping``):
 
