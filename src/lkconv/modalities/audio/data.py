@@ -25,9 +25,10 @@ import torch
 from ...data.datasets import DataBundle, DataError, SampleDataset, check_option_keys, split_class_folders
 from ...data.readers.audio import read_audio
 from ...ops.fbank import num_frames
+from ...data.augment.audio import fix_length
 from .adapter import AudioAdapter
 
-__all__ = ["AUDIO_EXTENSIONS", "build_data", "load_for_predict", "fix_length", "audio_bundle", "adapter_args_from"]
+__all__ = ["AUDIO_EXTENSIONS", "build_data", "load_for_predict", "audio_bundle", "adapter_args_from"]
 
 log = logging.getLogger("lkconv.data")
 
@@ -58,18 +59,6 @@ def adapter_args_from(modality_args: dict[str, Any]) -> dict[str, Any]:
     except (TypeError, ValueError) as e:
         raise DataError(f"modality_args: {e}") from e
     return args
-
-
-def fix_length(wave: torch.Tensor, n: int, rng: np.random.Generator | None = None) -> torch.Tensor:
-    """Crops or zero-pads a (N,) waveform to ``n`` samples: at a random offset with ``rng``, centred without."""
-    length = wave.shape[-1]
-    if length > n:
-        start = int(rng.integers(0, length - n + 1)) if rng is not None else (length - n) // 2
-        return wave[..., start : start + n]
-    if length < n:
-        left = int(rng.integers(0, n - length + 1)) if rng is not None else (n - length) // 2
-        return torch.nn.functional.pad(wave, (left, n - length - left))
-    return wave
 
 
 def _validate_audio(path: Path) -> None:

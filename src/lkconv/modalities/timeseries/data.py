@@ -38,6 +38,7 @@ import torch
 from ...data.datasets import DataBundle, DataError, SampleDataset, check_option_keys, limit_splits, stratified_split
 from ...data.readers.tabular import SeriesTable, read_csv_series
 from ...data.readers.ts import TimeSeriesData, read_series
+from ...data.augment.timeseries import window_slice
 from .adapter import TimeSeriesAdapter
 
 __all__ = ["build_data", "load_for_predict", "fix_length", "forecast_windows", "forecast_baselines",
@@ -85,17 +86,6 @@ def fix_length(x: np.ndarray, length: int, target: int, mode: str) -> np.ndarray
 def _fix_all(data: TimeSeriesData, target: int, mode: str) -> np.ndarray:
     return np.stack([fix_length(data.X[i], int(data.lengths[i]), target, mode) for i in range(len(data.X))]) \
         if len(data.X) else np.zeros((0, data.X.shape[1], target), np.float32)
-
-
-def _slice_aug(x: torch.Tensor, rng: np.random.Generator, low: float = 0.8) -> torch.Tensor:
-    """Window slicing: a random window of ``low``–100 % of the series, stretched back to its length."""
-    length = x.shape[-1]
-    n = max(2, int(round(length * rng.uniform(low, 1.0))))
-    if n >= length:
-        return x
-    start = int(rng.integers(0, length - n + 1))
-    return torch.nn.functional.interpolate(x[None, :, start : start + n], size=length, mode="linear",
-                                           align_corners=True)[0]
 
 
 # --- classification ------------------------------------------------------------------------------------------------
@@ -185,7 +175,7 @@ def classification_bundle(train: TimeSeriesData | None, test: TimeSeriesData | N
         return tensors[i]
 
     def train_tf(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        return _slice_aug(x, rng) if aug == "slice" else x
+        return window_slice(x, rng) if aug == "slice" else x
 
     train_ds = SampleDataset(load, y_all, tr_idx, train_tf, cfg.seed) if tr_idx else None
     val_ds = SampleDataset(load, y_all, va_idx, None, cfg.seed)

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ...data.datasets import DataBundle, DataError, SampleDataset, check_option_keys, split_class_folders
+from ...data.augment.video import crop_clip
 from .adapter import VIDEO_LAYOUTS, VideoAdapter
 
 __all__ = [
@@ -97,13 +98,6 @@ def read_clip(path: str | Path, num_frames: int, size: int, channels: int) -> to
     return clip.mean(1, keepdim=True) if channels == 1 else clip
 
 
-def _crop(clip: torch.Tensor, size: int, rng: np.random.Generator | None) -> torch.Tensor:
-    h, w = clip.shape[-2:]
-    top = int(rng.integers(0, h - size + 1)) if rng is not None else (h - size) // 2
-    left = int(rng.integers(0, w - size + 1)) if rng is not None else (w - size) // 2
-    return clip[..., top : top + size, left : left + size]
-
-
 def _validate(path: Path) -> None:
     from ...data.readers.video import probe_video
 
@@ -128,10 +122,10 @@ def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = 
         return read_clip(all_files[i], t, decode, c)
 
     def train_tf(clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        return _crop(clip, size, rng)
+        return crop_clip(clip, size, rng)
 
     def eval_tf(clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        return _crop(clip, size, None)
+        return crop_clip(clip, size, None)
 
     def describe(i: int) -> str:
         return str(all_files[i])
@@ -149,4 +143,4 @@ def load_for_predict(path: str | Path, preprocessing: dict) -> torch.Tensor:
     size = int(preprocessing["img_size"])
     clip = read_clip(path, int(preprocessing["num_frames"]), int(preprocessing.get("decode_size", size)),
                      int(preprocessing["channels"]))
-    return _crop(clip, size, None)
+    return crop_clip(clip, size, None)
