@@ -143,3 +143,24 @@ def test_tasks_own_head_size_metric_direction_and_output():
     row = {"file": "x.png", **classify.decode(torch.tensor([0.0, 2.0, 1.0]), {"class_names": ["a", "b", "c"]}, top_k=2)}
     assert [c for c, _ in row["top"]] == ["b", "c"]
     assert classify.format_prediction(row)[0].startswith("x.png\tb 0.")
+
+
+def test_format_1_config_json_still_loads(tmp_path):
+    """A ``config.json`` exactly as the format-1 writer left it (before the registries) rebuilds and loads."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from lkconv.engine.model import build_model
+
+    config = {"format_version": 1, "model": "unireplknet_a",
+              "model_args": {"num_classes": 3, "in_chans": 3, "drop_path_rate": 0.0, **TINY_MODEL_ARGS},
+              "adapter": "image", "adapter_args": {"in_chans": 3, "mean": [0.485, 0.456, 0.406],
+                                                   "std": [0.229, 0.224, 0.225]},
+              "task": "classify", "class_names": ["a", "b", "c"], "modality": "image", "raw_shape": [3, 32, 32],
+              "preprocessing": {"img_size": 32, "channels": 3}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    save_file(build_model(config).state_dict(), str(tmp_path / "model.safetensors"))
+    model = lkconv.load_run(tmp_path)
+    assert model.task == "classify" and model.class_names == ["a", "b", "c"]
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 3)
