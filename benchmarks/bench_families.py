@@ -51,14 +51,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _timing import interleaved_medians, machine_description  # noqa: E402
 
 from lkconv.analysis.complexity import count_macs, count_params  # noqa: E402
-from lkconv.data import build_data  # noqa: E402
+from lkconv.modalities import build_data  # noqa: E402
 from lkconv.engine.config import TrainConfig  # noqa: E402
 from lkconv.engine.recipe import resolve_recipe  # noqa: E402
 from lkconv.engine.run_dir import load_run  # noqa: E402
-from lkconv.engine.trainer import build_model_for_data, train  # noqa: E402
+from lkconv.engine.model import build_model_for_data  # noqa: E402
+from lkconv.engine.trainer import train  # noqa: E402
 from lkconv.layers.longconv import LongConv  # noqa: E402
 from lkconv.layers.sgconv import SGConv  # noqa: E402
-from lkconv.modalities.base import build_adapter  # noqa: E402
+from lkconv.modalities import build_adapter  # noqa: E402
 from lkconv.models import create_model, reparameterize_model  # noqa: E402
 
 __all__ = ["Family", "Task", "FAMILIES", "TASKS", "REPLKNET_31B", "run_task", "macs_per_sample", "main"]

@@ -36,7 +36,8 @@ from _timing import machine_description  # noqa: E402
 
 from lkconv.engine.config import TrainConfig, load_config  # noqa: E402
 from lkconv.engine.evaluate import evaluate_run, run_train_config  # noqa: E402
-from lkconv.engine.run_dir import RunDir, build_run_model  # noqa: E402
+from lkconv.engine.model import build_model  # noqa: E402
+from lkconv.engine.run_dir import RunDir  # noqa: E402
 
 # recipe name -> (metric, comparison, threshold); "< seasonal-naive" compares the MAE with the seasonal-naive MAE
 TARGETS = {
@@ -55,7 +56,7 @@ _IGNORED_FIELDS = ("out", "progress", "resume", "tensorboard", "num_workers")
 
 def count_params(run_dir: Path) -> int:
     """Parameters of the run's model (adapter + backbone, training structure), rebuilt from ``config.json``."""
-    model = build_run_model(RunDir(run_dir).model_config())
+    model = build_model(RunDir(run_dir).model_config())
     return sum(p.numel() for p in model.parameters())
 
 
@@ -69,7 +70,7 @@ def same_data(recipe: TrainConfig, run: TrainConfig) -> bool:
     """Whether two configurations give the same data and adapter: the same adapter arguments, preprocessing, class
     names and split sizes, and equal first and last training and validation samples (for configurations that spell
     out different ``modality_args`` with the same effect, e.g. a recipe that writes out the defaults)."""
-    from lkconv.data import build_data
+    from lkconv.modalities import build_data
 
     try:
         a, b = build_data(recipe), build_data(run)
@@ -77,7 +78,7 @@ def same_data(recipe: TrainConfig, run: TrainConfig) -> bool:
         return False
     import torch
 
-    from lkconv.modalities.base import build_adapter
+    from lkconv.modalities import build_adapter
 
     def adapter_config(bundle) -> dict[str, Any]:  # the adapter's full arguments, defaults included
         return build_adapter(bundle.adapter, **bundle.adapter_args).config()

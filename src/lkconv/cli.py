@@ -104,20 +104,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .engine.evaluate import predict_files
+    from .engine.evaluate import predict_files, prediction_lines
 
-    for row in predict_files(args.run, args.files, weights=args.weights, top_k=args.top_k):
-        if "forecast" in row:  # forecasting run: the horizon's values per series, in the data's units
-            for name, values in row["forecast"].items():
-                print(f"{row['file']}\t{name}\t" + " ".join(f"{v:.6g}" for v in values))
-            continue
-        tops = "  ".join(f"{c} {p:.3f}" for c, p in row["top"])
-        print(f"{row['file']}\t{tops}")
+    rows = predict_files(args.run, args.files, weights=args.weights, top_k=args.top_k)
+    for line in prediction_lines(args.run, rows):  # the run's task decides the lines
+        print(line)
     return 0
 
 
 def cmd_data_list(args: argparse.Namespace) -> int:
-    from .data.builtin import list_builtins
+    from .modalities.builtin import list_builtins
 
     rows = list_builtins()
     table = [("name", "modality", "task", "installed", "licence", "size")] + [
@@ -135,7 +131,7 @@ def cmd_data_list(args: argparse.Namespace) -> int:
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
-    from .data.builtin import builtin_names, prepare_builtin
+    from .modalities.builtin import builtin_names, prepare_builtin
 
     names = builtin_names() if args.names == ["all"] else args.names
     for name in names:
@@ -322,7 +318,7 @@ def cmd_erf(args: argparse.Namespace) -> int:
                 shape = model.adapter.eval()(torch.zeros(1, *model.run_config["raw_shape"])).shape
             size = (args.input_size, args.input_size) if args.input_size else tuple(shape[-2:])
         if run and args.data:
-            from .data import build_data
+            from .modalities import build_data
             from .engine.evaluate import run_train_config
 
             cfg = run_train_config(run).replace(data=args.data)

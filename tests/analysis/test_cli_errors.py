@@ -10,7 +10,8 @@ from lkconv.cli import main
 
 def make_run(root: Path, kernel_sizes=([3], [7], [7], [7])) -> Path:
     """A 32 px image run directory written without training (config.json + weights)."""
-    from lkconv.engine.run_dir import RunDir, build_run_model
+    from lkconv.engine.model import build_model as build_run_model
+    from lkconv.engine.run_dir import RunDir
 
     cfg = {"model": "unireplknet_a", "model_args": {"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64],
                                                      "kernel_sizes": [list(k) for k in kernel_sizes],

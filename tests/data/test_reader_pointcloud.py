@@ -4,11 +4,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lkconv.data.augment.pointcloud import partial_crop, random_pose, random_rotation
 from lkconv.data.readers.pointcloud import (
     normalize_unit_sphere,
-    partial_crop,
-    random_pose,
-    random_rotation,
     read_npy_points,
     read_off,
     read_ply,

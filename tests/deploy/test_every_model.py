@@ -85,7 +85,7 @@ def test_inference_forms_fold_what_they_can(randomize):
 @pytest.mark.parametrize("adapter, backbone", [("image", "replknet_31b"), ("audio", "inception_next_atto"),
                                                ("image", "lsnet_t")])
 def test_run_models(adapter, backbone, randomize):
-    from lkconv.modalities.base import PerceptionModel, build_adapter
+    from lkconv.modalities import PerceptionModel, build_adapter
 
     kwargs = {"in_chans": 1} if adapter == "image" else {"num_mel_bins": 64, "target_frames": 64}
     a = build_adapter(adapter, **kwargs)

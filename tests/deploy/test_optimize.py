@@ -148,7 +148,7 @@ def test_bf16_top1_agreement_on_real_images(tmp_path):
                  "epochs": 1, "batch_size": 64, "lr": 3e-3, "img_size": 32, "max_train_samples": 1500,
                  "max_val_samples": 1000, "progress": False})
     model = lkconv.load_run(run)
-    from lkconv.data import build_data
+    from lkconv.modalities import build_data
     from lkconv.engine.evaluate import run_train_config
 
     val = build_data(run_train_config(run)).val

@@ -11,7 +11,7 @@ def test_unknown_key_names_close_match():
 
 @pytest.mark.parametrize("key,value,msg", [
     ("epochs", "3", "epochs expects int"), ("epochs", 0, "epochs: must be >= 1"), ("lr", -1.0, "lr: must be > 0"),
-    ("modality", "text", "choose one of image, audio"), ("label_smoothing", 1.0, r"label_smoothing: must be in \[0, 1\)"),
+    ("modality", "text", "choose one of audio, image, pointcloud, timeseries, video"), ("label_smoothing", 1.0, r"label_smoothing: must be in \[0, 1\)"),
     ("amp", "yes", "amp expects bool"), ("model_args", [1], "model_args expects dict"),
     ("warmup_epochs", 5.0, "warmup_epochs: must be below epochs"),
 ])

@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 import lkconv
 from lkconv.cli import main
 from lkconv.data import DataError
-from lkconv.engine import trainer as trainer_mod
 from lkconv.engine.run_dir import RunDir, RunError
+from lkconv.engine.tasks.classify import ClassifyTask
 from lkconv.engine.trainer import TrainingDiverged, train
 
 from conftest import make_image_folder, tiny_config
@@ -135,15 +135,15 @@ def test_sigkill_during_a_save_leaves_a_resumable_run(reference_run, image_folde
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(image_folder, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    real_loss = trainer_mod._loss
+    real_loss = ClassifyTask.loss
     calls = {"n": 0}
 
-    def loss_then_nan(*args):
+    def loss_then_nan(self, *args):
         calls["n"] += 1
-        value = real_loss(*args)
+        value = real_loss(self, *args)
         return value * float("nan") if calls["n"] > 4 else value  # epoch 1 has 4 steps (27 samples / 8)
 
-    monkeypatch.setattr(trainer_mod, "_loss", loss_then_nan)
+    monkeypatch.setattr(ClassifyTask, "loss", loss_then_nan)
     with pytest.raises(TrainingDiverged, match="loss became nan at epoch 2"):
         train(tiny_config(image_folder, out))
     state = torch.load(out / "last.pt", weights_only=True)

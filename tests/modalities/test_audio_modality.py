@@ -8,19 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from lkconv.data.audio import (
-    adapter_args_from,
-    build_data,
-    fix_length,
-    load_for_predict,
-    prepare_keywords,
-)
-from lkconv.data.builtin import BUILTINS, builtin_names
+from lkconv.data.augment.audio import fix_length
 from lkconv.data.datasets import DataError
 from lkconv.data.readers.audio import write_wav
 from lkconv.engine.config import TrainConfig
-from lkconv.modalities.audio import AUDIOSET_MEAN, AUDIOSET_STD, AudioAdapter, clip_samples, mask_along
-from lkconv.modalities.base import build_adapter
+from lkconv.modalities import build_adapter
+from lkconv.modalities.audio.adapter import AUDIOSET_MEAN, AUDIOSET_STD, AudioAdapter, clip_samples, mask_along
+from lkconv.modalities.audio.builtin import prepare_keywords
+from lkconv.modalities.audio.data import adapter_args_from, build_data, load_for_predict
+from lkconv.modalities.builtin import BUILTINS, builtin_names
 from lkconv.ops.fbank import kaldi_fbank
 
 TINY_MODEL = {"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64], "kernel_sizes": [[3], [7], [7], [7]]}

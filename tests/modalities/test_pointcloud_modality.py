@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from lkconv.data import DataError
-from lkconv.data.pointcloud import build_data, geometry_to_points, load_for_predict
 from lkconv.engine.config import TrainConfig
-from lkconv.modalities.base import build_adapter
-from lkconv.modalities.pointcloud import PointCloudAdapter, depth_images, project_to_pixels, view_rotations
+from lkconv.modalities import build_adapter
+from lkconv.modalities.pointcloud.adapter import PointCloudAdapter, depth_images, project_to_pixels, view_rotations
+from lkconv.modalities.pointcloud.data import build_data, geometry_to_points, load_for_predict
 
 
 @pytest.fixture(autouse=True)
@@ -219,7 +219,7 @@ def test_point_set_padding_and_subsampling():
 
 def test_cgal_selection_from_an_unpacked_folder(tmp_path, monkeypatch):
     """prepare() keeps the listed meshes with >= 1000 faces and refuses fewer than 20."""
-    from lkconv.data import pointcloud as pc
+    from lkconv.modalities.pointcloud import builtin as pc
 
     meshes = tmp_path / "src" / "meshes"
     meshes.mkdir(parents=True)

@@ -10,20 +10,20 @@ import numpy as np
 import pytest
 import torch
 
-from lkconv.data.builtin import BUILTINS, builtin_names
 from lkconv.data.datasets import DataError
-from lkconv.data.timeseries import (
+from lkconv.engine.config import TrainConfig
+from lkconv.modalities import build_adapter
+from lkconv.modalities.builtin import BUILTINS, builtin_names
+from lkconv.modalities.timeseries.adapter import MAPPINGS, TimeSeriesAdapter, gramian_fields, masked_stats
+from lkconv.modalities.timeseries.builtin import sktime_data_dir
+from lkconv.modalities.timeseries.data import (
     build_data,
     fix_length,
     forecast_baselines,
     forecast_windows,
     infer_season,
     load_for_predict,
-    sktime_data_dir,
 )
-from lkconv.engine.config import TrainConfig
-from lkconv.modalities.base import build_adapter
-from lkconv.modalities.timeseries import MAPPINGS, TimeSeriesAdapter, gramian_fields, masked_stats
 
 TINY_MODEL = {"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64], "kernel_sizes": [[3], [7], [7], [7]]}
 

@@ -3,7 +3,7 @@
 import torch
 
 import lkconv
-from lkconv.modalities.base import PerceptionModel, build_adapter
+from lkconv.modalities import PerceptionModel, build_adapter
 
 
 def test_sequence_mapping_is_the_normalised_series_with_its_mask():

@@ -5,11 +5,12 @@ import pytest
 import torch
 
 from lkconv.data import DataError
-from lkconv.data.builtin import FASHION_MNIST_DIR
-from lkconv.data.video import build_data, load_for_predict, moving_fashion_clip
 from lkconv.engine.config import TrainConfig
-from lkconv.modalities.base import build_adapter
-from lkconv.modalities.video import VideoAdapter, grid_shape, video_to_map
+from lkconv.modalities import build_adapter
+from lkconv.modalities.image.builtin import FASHION_MNIST_DIR
+from lkconv.modalities.video.adapter import VideoAdapter, grid_shape, video_to_map
+from lkconv.modalities.video.builtin import moving_fashion_clip
+from lkconv.modalities.video.data import build_data, load_for_predict
 
 TINY = {"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64], "kernel_sizes": [[3], [7], [7], [7]]}
 
@@ -192,7 +193,7 @@ needs_fmnist = pytest.mark.skipif(not (FASHION_MNIST_DIR / "t10k-images-idx3-uby
 def test_moving_fashion_bundle_is_deterministic():
     cfg = TrainConfig(data="builtin:moving-fashion", out="/tmp/unused", modality="video", img_size=32,
                       modality_args={"directions": 4, "train_clips": 40, "val_clips": 8, "layout": "grid"})
-    from lkconv.data import build_data as build_any
+    from lkconv.modalities import build_data as build_any
 
     a, b = build_any(cfg), build_any(cfg)
     assert a.class_names == ["right", "up", "left", "down"] and a.raw_shape == (16, 1, 32, 32)

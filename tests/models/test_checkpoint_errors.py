@@ -66,7 +66,8 @@ def test_truncated_safetensors_is_named(tmp_path):
 @pytest.fixture
 def run_dir(tmp_path) -> Path:
     """A run directory written without training: config.json + model/best weights + a last.pt."""
-    from lkconv.engine.run_dir import RunDir, build_run_model
+    from lkconv.engine.model import build_model as build_run_model
+    from lkconv.engine.run_dir import RunDir
 
     cfg = {"model": "unireplknet_a", "model_args": {"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64],
                                                      "kernel_sizes": [[3], [7], [7], [7]], "num_classes": 3,

@@ -128,11 +128,13 @@ def resolve_splits(root: Path) -> tuple[Path, Path | None]:
     return root, None
 
 
-def check_option_keys(args: dict, accepted: Sequence[str], modality: str) -> None:
+def check_option_keys(args: dict, accepted: Sequence[str], modality: str, *, task: str | None = None) -> None:
     """Rejects ``modality_args`` keys outside ``accepted``, naming them and listing what is accepted."""
     unknown = sorted(set(args) - set(accepted))
     if unknown:
-        raise DataError(f"modality_args: unknown {modality} option(s) {unknown}; accepted: {', '.join(accepted)}")
+        for_task = f" for task {task!r}" if task else ""
+        raise DataError(f"modality_args: unknown {modality} option(s) {unknown}{for_task}; accepted: "
+                        f"{', '.join(accepted) or '(none)'}")
 
 
 def limit_splits(train: Sequence[int], val: Sequence[int], labels: Sequence[int], cfg, *,

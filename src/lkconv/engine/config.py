@@ -14,10 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TrainConfig", "ConfigError", "load_config", "MODALITIES", "TASKS"]
-
-MODALITIES = ("image", "audio", "timeseries", "pointcloud", "video")
-TASKS = ("classify", "forecast")
+__all__ = ["TrainConfig", "ConfigError", "load_config"]
 
 
 class ConfigError(ValueError):
@@ -87,11 +84,8 @@ class TrainConfig:
             raise ConfigError("data: required (a PATH or builtin:NAME; `lkconv data list` shows the built-in sets)")
         if not self.out:
             raise ConfigError("out: required (the run directory to write)")
-        _choice("modality", self.modality, MODALITIES)
-        _choice("task", self.task, TASKS)
+        _check_modality_and_task(self.modality, self.task)
         _choice("on_bad_file", self.on_bad_file, ("skip", "error"))
-        if self.task == "forecast" and self.modality != "timeseries":
-            raise ConfigError(f"task: 'forecast' needs modality 'timeseries', got modality {self.modality!r}")
         for key in ("epochs", "batch_size", "accum_steps", "eval_every"):
             _at_least(key, getattr(self, key), 1)
         _at_least("num_workers", self.num_workers, 0)
@@ -116,6 +110,18 @@ class TrainConfig:
                 raise ConfigError(f"{key}: must be >= 0, got {v}")
         if self.warmup_epochs is not None and self.warmup_epochs >= self.epochs:
             raise ConfigError(f"warmup_epochs: must be below epochs ({self.epochs}), got {self.warmup_epochs}")
+
+
+def _check_modality_and_task(modality: str, task: str) -> None:
+    """Both come from their registries; the modality must serve the task."""
+    from ..modalities import get_modality, modality_names
+    from .tasks import task_names
+
+    _choice("modality", modality, tuple(modality_names()))
+    _choice("task", task, tuple(task_names()))
+    if task not in get_modality(modality).tasks:
+        serving = [m for m in modality_names() if task in get_modality(m).tasks]
+        raise ConfigError(f"task: {task!r} needs modality {' or '.join(map(repr, serving))}, got modality {modality!r}")
 
 
 def _choice(key: str, value: Any, accepted: tuple) -> None:

@@ -1,21 +1,49 @@
-"""Evaluation and prediction on a finished (or running) run directory."""
+"""Evaluation and prediction: a model over a dataset, and a finished (or running) run directory on data or files."""
 
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
+from torch import nn
 
-from ..data import build_data, load_for_predict
 from .._atomic import atomic_write_text
+from ..modalities import build_data, load_for_predict
+from .batches import batch_loader, epoch_batches
 from .config import TrainConfig
+from .distributed import DistInfo, all_reduce_sum
 from .run_dir import RunDir, RunError, load_run
-from .trainer import evaluate_model
+from .tasks import get_task
 
-__all__ = ["evaluate_run", "predict_files", "run_train_config"]
+__all__ = ["evaluate_model", "evaluate_run", "predict_files", "prediction_lines", "run_train_config"]
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Module, dataset, *, batch_size: int, task: str = "classify", info: DistInfo | None = None,
+                   num_workers: int = 0, amp: bool = False) -> dict[str, float]:
+    """The task's metrics (loss and accuracy, or MSE/MAE, …) over ``dataset``, summed over processes."""
+    info = info or DistInfo()
+    scorer = get_task(task)
+    was = model.training
+    model.eval()
+    batches = epoch_batches(len(dataset), batch_size, 0, 0, shuffle=False, drop_last=False)
+    mine = batches[info.rank :: info.world_size] if info.enabled else batches
+    sums = [0.0] * len(scorer.eval_sum_names)
+    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if amp else nullcontext()
+    for x, y in batch_loader(dataset, mine, num_workers):
+        with ctx:
+            out = model(x).float()
+        sums = [s + b for s, b in zip(sums, scorer.eval_sums(out, y))]
+    sums = all_reduce_sum(sums, info)
+    model.train(was)
+    n = sums[-1]
+    if n == 0:
+        return {"num_samples": 0}
+    return {**scorer.eval_metrics(sums), "num_samples": int(n)}
 
 
 def run_train_config(run_dir: str | Path) -> TrainConfig:
@@ -55,28 +83,25 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, *, weights: str =
 @torch.no_grad()
 def predict_files(run_dir: str | Path, files: list[str | Path], *, weights: str = "model",
                   top_k: int = 1) -> list[dict[str, Any]]:
-    """One row per file, read with the run's preprocessing.
+    """One row per file, read with the run's preprocessing and decoded by the run's task.
 
-    Classification runs: ``{"file", "top"}`` with the ``top_k`` (class name, probability) pairs. Forecasting runs
-    (``task == "forecast"``): ``{"file", "forecast"}``, where ``forecast`` maps each series (column) name to its
-    ``horizon`` forecast values for the steps after the file's last ``lookback`` rows, in the data's units (the
-    adapter's ``postprocess`` undoes the per-window normalisation); no softmax is applied.
+    Classification runs: ``{"file", "top"}`` with the ``top_k`` (class name, probability) pairs. Forecasting runs:
+    ``{"file", "forecast"}``, mapping each series (column) name to its ``horizon`` forecast values in the data's
+    units (see :meth:`lkconv.engine.tasks.forecast.ForecastTask.decode`).
     """
     model = load_run(run_dir, weights=weights)
+    task = get_task(model.task)
     modality = model.run_config["modality"]
     pre = model.run_config.get("preprocessing", {})
-    forecast = getattr(model, "task", "classify") == "forecast"
     out = []
     for f in files:
         x = load_for_predict(modality, f, pre)
         y = model(x[None]).float()[0]
-        if forecast:
-            horizon = int(pre["horizon"])
-            names = list(pre.get("columns") or [f"series{i}" for i in range(y.numel() // horizon)])
-            values = y.view(len(names), horizon).tolist()  # series-major: output s·H + h is series s, step h
-            out.append({"file": str(f), "forecast": dict(zip(names, values))})
-            continue
-        probs = torch.softmax(y, dim=-1)
-        p, idx = probs.topk(min(top_k, probs.numel()))
-        out.append({"file": str(f), "top": [(model.class_names[i], float(q)) for q, i in zip(p.tolist(), idx.tolist())]})
+        out.append({"file": str(f), **task.decode(y, model.run_config, top_k=top_k)})
     return out
+
+
+def prediction_lines(run_dir: str | Path, rows: list[dict[str, Any]]) -> list[str]:
+    """The ``lkconv predict`` output lines of :func:`predict_files` rows of ``run_dir``."""
+    task = get_task(RunDir(run_dir).model_config().get("task", "classify"))
+    return [line for row in rows for line in task.format_prediction(row)]

@@ -29,7 +29,7 @@ from torch import nn
 
 from .._atomic import atomic_save_safetensors, atomic_torch_save, atomic_write_text
 
-__all__ = ["RunDir", "RunError", "load_run", "rng_state", "set_rng_state", "build_run_model"]
+__all__ = ["RunDir", "RunError", "load_run", "rng_state", "set_rng_state"]
 
 FORMAT_VERSION = 1
 
@@ -122,16 +122,6 @@ class RunDir:
         return cfg
 
 
-def build_run_model(model_config: dict[str, Any]) -> nn.Module:
-    """Rebuilds the adapter + backbone described by a run's ``config.json`` (random weights)."""
-    from ..models import create_model
-    from ..modalities.base import PerceptionModel, build_adapter
-
-    adapter = build_adapter(model_config["adapter"], **model_config["adapter_args"])
-    backbone = create_model(model_config["model"], **model_config["model_args"])
-    return PerceptionModel(adapter, backbone)
-
-
 def load_run(run_dir: str | Path, *, weights: str = "model") -> nn.Module:
     """The trained model of a run directory, in eval mode, from ``config.json`` + weights alone.
 
@@ -141,14 +131,16 @@ def load_run(run_dir: str | Path, *, weights: str = "model") -> nn.Module:
             ``.safetensors``, or ``last.pt`` (its EMA weights when the EMA is on, else its model weights).
 
     Returns:
-        A :class:`~lkconv.modalities.base.PerceptionModel` with ``class_names``, ``task`` and ``run_config``
+        A :class:`~lkconv.modalities.PerceptionModel` with ``class_names``, ``task`` and ``run_config``
         attributes.
     """
     from ..models._checkpoint import read_safetensors_file, read_torch_file
 
     run = RunDir(run_dir)
     cfg = run.model_config()
-    model = build_run_model(cfg)
+    from .model import build_model
+
+    model = build_model(cfg)
     name = {"model": "model.safetensors", "best": "best.safetensors"}.get(weights, weights)
     path = run.path / name
     if not path.is_file():

@@ -7,9 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["ModalityAdapter", "register_adapter", "build_adapter", "PerceptionModel", "ADAPTERS"]
-
-ADAPTERS: dict[str, type["ModalityAdapter"]] = {}
+__all__ = ["ModalityAdapter", "PerceptionModel"]
 
 
 class ModalityAdapter(nn.Module):
@@ -40,32 +38,6 @@ class ModalityAdapter(nn.Module):
                 return tuple(self(torch.zeros(raw_shape)).shape)
         finally:
             self.train(was)
-
-
-def register_adapter(cls: type[ModalityAdapter]) -> type[ModalityAdapter]:
-    if not cls.name:
-        raise ValueError(f"{cls.__name__} needs a name")
-    ADAPTERS[cls.name] = cls
-    return cls
-
-
-def _ensure_loaded() -> None:
-    import importlib
-
-    for m in ("image", "audio", "timeseries", "pointcloud", "video"):
-        try:
-            importlib.import_module(f"{__package__}.{m}")
-        except ModuleNotFoundError as e:
-            if e.name != f"{__package__}.{m}":
-                raise
-
-
-def build_adapter(name: str, **kwargs: Any) -> ModalityAdapter:
-    """An adapter by its registered name (``image``, ``audio``, …) with the arguments of its ``config()``."""
-    _ensure_loaded()
-    if name not in ADAPTERS:
-        raise ValueError(f"unknown adapter {name!r}; accepted: {', '.join(sorted(ADAPTERS))}")
-    return ADAPTERS[name](**kwargs)
 
 
 class PerceptionModel(nn.Module):

@@ -1,18 +1,17 @@
-"""File readers: raw files on disk to numpy arrays / torch tensors, one module per kind of file.
+"""File readers: raw files on disk to numpy arrays / torch tensors, one module per kind of file. Readers only
+decode: folder contracts live with each modality (:mod:`lkconv.modalities`), augmentations in :mod:`lkconv.data.augment`.
 
 Optional dependencies are imported inside the functions that need them: ``soundfile`` for FLAC/OGG
-(``pip install lkconv[audio]``) and PyAV for video (``pip install lkconv[video]``); importing this package never
+(``pip install lkconv[audio]``), Pillow for images and PyAV for video (``pip install lkconv[video]``); importing this package never
 needs them.
 """
 
 from lkconv.data.readers.audio import read_audio, read_wav, resample, write_wav
 from lkconv.data.readers.idx import read_idx, write_idx
+from lkconv.data.readers.image import detect_channels, read_image, validate_image
 from lkconv.data.readers.pointcloud import (
     Geometry,
     normalize_unit_sphere,
-    partial_crop,
-    random_pose,
-    random_rotation,
     read_npy_points,
     read_off,
     read_ply,
@@ -30,14 +29,13 @@ __all__ = [
     "SeriesTable",
     "TimeSeriesData",
     "VideoInfo",
+    "detect_channels",
     "normalize_unit_sphere",
-    "partial_crop",
     "probe_video",
-    "random_pose",
-    "random_rotation",
     "read_audio",
     "read_csv_series",
     "read_idx",
+    "read_image",
     "read_npy_points",
     "read_off",
     "read_ply",
@@ -52,6 +50,7 @@ __all__ = [
     "resample",
     "sample_frame_indices",
     "sample_surface",
+    "validate_image",
     "write_idx",
     "write_wav",
 ]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import DataBundle, DataError
+from ..data.datasets import DataBundle, DataError
 
 __all__ = ["BuiltinSet", "BUILTINS", "builtin_names", "load_builtin", "list_builtins", "prepare_builtin", "data_home",
            "register"]
@@ -56,47 +56,11 @@ def prepare_builtin(name: str) -> None:
         entry.prepare()
 
 
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_CLASSES = ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
-                         "ankle boot"]
-
-
-def _fashion_mnist_available() -> bool:
-    return (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file()
-
-
-def _build_fashion_mnist(cfg) -> DataBundle:
-    from .image import image_bundle_from_arrays
-    from .readers.idx import read_idx
-
-    def read(split: str) -> tuple[np.ndarray, np.ndarray]:
-        return (read_idx(FASHION_MNIST_DIR / f"{split}-images-idx3-ubyte.gz"),
-                read_idx(FASHION_MNIST_DIR / f"{split}-labels-idx1-ubyte.gz").astype(np.int64))
-
-    tx, ty = read("train")
-    vx, vy = read("t10k")
-    return image_bundle_from_arrays(tx, ty, vx, vy, FASHION_MNIST_CLASSES, cfg, notes={"source": "fashion-mnist"})
-
-
-register(BuiltinSet(
-    "fashion-mnist", "image", "classify", "Zalando Fashion-MNIST: 28x28 grey clothing images, 10 classes",
-    "60 000 train + 10 000 test", "MIT", "apt-get install dataset-fashion-mnist", _fashion_mnist_available,
-    _build_fashion_mnist,
-))
-
-
 def _ensure_loaded() -> None:
-    """Imports every modality's data module; each registers its built-in sets."""
-    import importlib
+    """Imports every modality; each registers its built-in sets."""
+    from .registry import modality_names
 
-    from . import MODALITY_MODULES
-
-    for m in MODALITY_MODULES:
-        try:
-            importlib.import_module(f"{__package__}.{m}")
-        except ModuleNotFoundError as e:
-            if e.name != f"{__package__}.{m}":
-                raise
+    modality_names()
 
 
 def builtin_names() -> list[str]:

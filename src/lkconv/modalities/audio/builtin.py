@@ -1,15 +1,4 @@
-"""Audio data: ``PATH/{train,val}/<class>/*.{wav,flac,ogg}`` (or ``PATH/<class>/…`` with a held-out split), and the
-built-in sets ``keywords`` (spoken words synthesised with espeak-ng, test voices never heard in training) and
-``sonic-samples`` (the CC0 sample library of Sonic Pi, by instrument family).
-
-Files are decoded when a batch needs them: mixed to mono, resampled to ``sample_rate`` and cut to the adapter's
-clip length (a random crop, or a random placement of a shorter clip, in training; the centre in evaluation).
-
-``modality_args`` (all optional): ``sample_rate`` (16000), ``clip_seconds`` (sets ``target_frames`` when that is
-not given), and the adapter's options ``num_mel_bins``, ``target_frames``, ``frame_length_ms``, ``frame_shift_ms``,
-``norm_mean``, ``norm_std``, ``freq_mask``, ``time_mask``, ``time_shift``, ``noise`` (see
-:class:`lkconv.modalities.audio.AudioAdapter`).
-"""
+"""Built-in audio sets (``--data builtin:NAME``)."""
 
 from __future__ import annotations
 
@@ -19,154 +8,22 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from ..modalities.audio import AudioAdapter
-from ..ops.fbank import num_frames
-from .builtin import BuiltinSet, data_home, register
-from .datasets import DataBundle, DataError, SampleDataset, held_out_split, split_class_folders
-from .readers.audio import read_audio, read_wav, resample, write_wav
-
-__all__ = ["AUDIO_EXTENSIONS", "build_data", "load_for_predict", "fix_length", "audio_bundle", "adapter_args_from",
-           "prepare_keywords", "KEYWORDS", "KEYWORD_ACCENTS"]
+from ...data.datasets import DataBundle, DataError, held_out_split
+from ...data.readers.audio import read_wav, resample, write_wav
+from ..builtin import BuiltinSet, data_home, register
+from .data import _build_folders, audio_bundle
 
 log = logging.getLogger("lkconv.data")
 
-AUDIO_EXTENSIONS = ("wav", "flac", "ogg")
-_ADAPTER_KEYS = ("num_mel_bins", "target_frames", "frame_length_ms", "frame_shift_ms", "norm_mean", "norm_std",
-                 "freq_mask", "time_mask", "time_shift", "noise")
-_DATA_KEYS = ("sample_rate", "clip_seconds")
-_MAGIC = {"wav": (b"RIFF", 0), "flac": (b"fLaC", 0), "ogg": (b"OggS", 0)}
-
-
-def adapter_args_from(modality_args: dict[str, Any]) -> dict[str, Any]:
-    """The audio adapter's arguments from a run's ``modality_args`` (unknown keys are an error naming them)."""
-    unknown = sorted(set(modality_args) - set(_ADAPTER_KEYS) - set(_DATA_KEYS))
-    if unknown:
-        raise DataError(f"modality_args: unknown audio option(s) {unknown}; accepted: "
-                        f"{', '.join(_DATA_KEYS + _ADAPTER_KEYS)}")
-    args = {k: modality_args[k] for k in _ADAPTER_KEYS if k in modality_args}
-    sr = modality_args.get("sample_rate", 16000)
-    if not isinstance(sr, int) or sr < 1000:
-        raise DataError(f"modality_args.sample_rate: an integer >= 1000 Hz is needed, got {sr!r}")
-    args["sample_rate"] = sr
-    clip = modality_args.get("clip_seconds")
-    if clip is not None and "target_frames" not in args:
-        if not isinstance(clip, (int, float)) or clip <= 0:
-            raise DataError(f"modality_args.clip_seconds: a positive number is needed, got {clip!r}")
-        size = int(sr * args.get("frame_length_ms", 25.0) * 0.001)
-        shift = int(sr * args.get("frame_shift_ms", 10.0) * 0.001)
-        args["target_frames"] = max(1, num_frames(int(round(clip * sr)), size, shift))
-    try:
-        AudioAdapter(**args)
-    except (TypeError, ValueError) as e:
-        raise DataError(f"modality_args: {e}") from e
-    return args
-
-
-def fix_length(wave: torch.Tensor, n: int, rng: np.random.Generator | None = None) -> torch.Tensor:
-    """Crops or zero-pads a (N,) waveform to ``n`` samples: at a random offset with ``rng``, centred without."""
-    length = wave.shape[-1]
-    if length > n:
-        start = int(rng.integers(0, length - n + 1)) if rng is not None else (length - n) // 2
-        return wave[..., start : start + n]
-    if length < n:
-        left = int(rng.integers(0, n - length + 1)) if rng is not None else (n - length) // 2
-        return torch.nn.functional.pad(wave, (left, n - length - left))
-    return wave
-
-
-def _validate_audio(path: Path) -> None:
-    """A cheap check of the container's magic bytes (decoding happens when the file is used)."""
-    ext = path.suffix.lower().lstrip(".")
-    magic, offset = _MAGIC[ext]
-    with open(path, "rb") as f:
-        head = f.read(12)
-    if head[offset : offset + len(magic)] != magic or (ext == "wav" and head[8:12] != b"WAVE"):
-        raise ValueError(f"not a {ext.upper()} file (starts with {head[:4]!r})")
-
-
-def _check_soundfile(files: Sequence[Path]) -> None:
-    if any(p.suffix.lower() != ".wav" for p in files):
-        try:
-            import soundfile  # noqa: F401
-        except ImportError as e:
-            first = next(p for p in files if p.suffix.lower() != ".wav")
-            raise DataError(f"{first}: FLAC/OGG files need the optional package soundfile: pip install "
-                            "'lkconv[audio]'") from e
-
-
-def _loader(files: Sequence[Path], sample_rate: int) -> Callable[[int], torch.Tensor]:
-    def load(i: int) -> torch.Tensor:
-        wave, _ = read_audio(files[i], mono=True, sample_rate=sample_rate)
-        return wave[0]
-
-    return load
-
-
-def audio_bundle(files: Sequence[Path], labels: Sequence[int], class_names: list[str], tr_idx: Sequence[int],
-                 va_idx: Sequence[int], cfg, *, notes: dict[str, Any] | None = None) -> DataBundle:
-    """The bundle for audio files with integer labels, training on ``tr_idx`` and validating on ``va_idx``."""
-    args = adapter_args_from(dict(cfg.modality_args))
-    n = AudioAdapter(**args).num_samples
-    sr = args["sample_rate"]
-    _check_soundfile([files[i] for i in list(tr_idx) + list(va_idx)])
-    load = _loader(files, sr)
-
-    def describe(i: int) -> str:
-        return str(files[i])
-
-    def train_tf(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        return fix_length(x, n, rng)
-
-    def eval_tf(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        return fix_length(x, n)
-
-    train = SampleDataset(load, list(labels), tr_idx, train_tf, cfg.seed, describe) if tr_idx else None
-    val = SampleDataset(load, list(labels), va_idx, eval_tf, cfg.seed, describe)
-    return DataBundle(train, val, list(class_names), "audio", args, (n,),
-                      notes={"train_samples": len(tr_idx), "val_samples": len(va_idx), "sample_rate": sr,
-                             "clip_samples": n, **(notes or {})},
-                      preprocessing={"sample_rate": sr, "num_samples": n})
-
-
-def _build_folders(root: Path, cfg, *, eval_only: bool = False, class_names: list[str] | None = None,
-                   notes: dict[str, Any] | None = None) -> DataBundle:
-    split = split_class_folders(root, AUDIO_EXTENSIONS, cfg, validate=_validate_audio, eval_only=eval_only,
-                                class_names=class_names, what="clip")
-    return audio_bundle(split.files, split.labels, split.class_names, split.train, split.val, cfg,
-                        notes={"skipped_files": len(split.skipped), **(notes or {})})
-
-
-def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = None) -> DataBundle:
-    """Audio folders per the data contract (see the module docstring).
-
-    With ``eval_only`` the bundle's ``val`` is the folder's val/ (or test/) split if it has one, else every file,
-    labelled with ``class_names`` (the trained run's classes).
-    """
-    root = Path(cfg.data)
-    if not root.is_dir():
-        raise DataError(f"audio data must be a folder PATH/{{train,val}}/<class>/*.{{wav,flac,ogg}}, got {root}")
-    return _build_folders(root, cfg, eval_only=eval_only, class_names=class_names)
-
-
-def load_for_predict(path: str | Path, preprocessing: dict) -> torch.Tensor:
-    """One file as validation sees it: mono, resampled, centre-cropped/padded; (num_samples,)."""
-    path = Path(path)
-    if path.suffix.lower().lstrip(".") not in AUDIO_EXTENSIONS:
-        raise DataError(f"{path}: not an audio file; accepted extensions: {', '.join(AUDIO_EXTENSIONS)}")
-    try:
-        wave, _ = read_audio(path, mono=True, sample_rate=int(preprocessing["sample_rate"]))
-    except ValueError as e:
-        raise DataError(str(e)) from e
-    return fix_length(wave[0], int(preprocessing["num_samples"]))
+__all__ = ["prepare_keywords", "KEYWORDS", "KEYWORD_ACCENTS"]
 
 
 # --- built-in: keywords ------------------------------------------------------------------------------------------

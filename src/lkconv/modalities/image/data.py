@@ -9,48 +9,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..modalities.image import center_resize, random_pad_crop, random_resized_crop
-from .datasets import DataBundle, DataError, SampleDataset, held_out_split, limit_splits, split_class_folders
+from ...data.augment.image import center_resize, random_pad_crop, random_resized_crop
+from ...data.datasets import DataBundle, DataError, SampleDataset, held_out_split, limit_splits, split_class_folders
+from ...data.readers.image import detect_channels, read_image, validate_image
 
-__all__ = ["IMAGE_EXTENSIONS", "read_image", "build_data", "load_for_predict", "image_bundle_from_arrays"]
+__all__ = ["IMAGE_EXTENSIONS", "build_data", "load_for_predict", "image_bundle_from_arrays"]
 
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "bmp")
-
-
-def _pil():
-    try:
-        from PIL import Image
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("reading image files needs Pillow: pip install 'lkconv[image]'") from e
-    return Image
-
-
-def read_image(path: str | Path, channels: int | None = None) -> torch.Tensor:
-    """Decodes an image file to a float (C, H, W) tensor in [0, 1]; ``channels`` 1 or 3 converts (alpha dropped)."""
-    Image = _pil()
-    with Image.open(path) as im:
-        if channels == 1:
-            im = im.convert("L")
-        elif channels == 3 or im.mode not in ("L", "RGB"):
-            im = im.convert("RGB")
-        arr = np.asarray(im, dtype=np.uint8)
-    if arr.ndim == 2:
-        arr = arr[None]
-    else:
-        arr = arr.transpose(2, 0, 1)
-    return torch.from_numpy(arr.copy()).float().div_(255.0)
-
-
-def _validate_image(path: Path) -> None:
-    Image = _pil()
-    with Image.open(path) as im:
-        im.verify()
-
-
-def _detect_channels(path: Path) -> int:
-    Image = _pil()
-    with Image.open(path) as im:
-        return 1 if im.mode in ("L", "1", "I", "I;16", "F") else 3
 
 
 def _transforms(size: int, native: int, aug: str | None):
@@ -112,10 +77,10 @@ def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = 
     With ``eval_only`` the bundle's ``val`` is the folder's val/ (or test/) split if it has one, else every file,
     labelled with ``class_names`` (the trained run's classes).
     """
-    split = split_class_folders(Path(cfg.data), IMAGE_EXTENSIONS, cfg, validate=_validate_image, eval_only=eval_only,
+    split = split_class_folders(Path(cfg.data), IMAGE_EXTENSIONS, cfg, validate=validate_image, eval_only=eval_only,
                                 class_names=class_names, what="image")
     all_files, all_labels, names, tr_idx, va_idx = split.files, split.labels, split.class_names, split.train, split.val
-    channels = int(cfg.modality_args.get("channels") or _detect_channels(all_files[0]))
+    channels = int(cfg.modality_args.get("channels") or detect_channels(all_files[0]))
     native = min(read_image(all_files[(tr_idx or va_idx)[0]], channels).shape[-2:])
     size = cfg.img_size or min(_default_size(native), 224)
     train_tf, eval_tf, aug = _transforms(size, native, cfg.modality_args.get("aug"))

@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from .base import ModalityAdapter, register_adapter
-from .image import IMAGENET_MEAN, IMAGENET_STD
+from ..base import ModalityAdapter
+from ..image.adapter import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["VIDEO_LAYOUTS", "VideoAdapter", "grid_shape", "video_to_map"]
 
@@ -67,7 +67,6 @@ def video_to_map(x: torch.Tensor, layout: str) -> torch.Tensor:
     raise ValueError(f"video layout {layout!r} is not accepted; choose one of {', '.join(VIDEO_LAYOUTS)}")
 
 
-@register_adapter
 class VideoAdapter(ModalityAdapter):
     """(B, T, C, H, W) clips → normalised (B, C', H', W') maps.
 

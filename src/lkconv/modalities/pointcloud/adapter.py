@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ModalityAdapter, register_adapter
-from .image import IMAGENET_MEAN, IMAGENET_STD
+from ..base import ModalityAdapter
+from ..image.adapter import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "POINT_LAYOUTS",
@@ -170,7 +170,6 @@ class _PointFeatures(nn.Module):
         return self.out(torch.cat([f, edge], 1)).transpose(1, 2)  # (B, N, D)
 
 
-@register_adapter
 class PointCloudAdapter(ModalityAdapter):
     """(B, N, 3) or (B, N, 6) point clouds → (B, C, H, W) maps (or (B·V, 3, H, W) with ``layout='batch'``).
 

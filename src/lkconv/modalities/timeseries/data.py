@@ -28,7 +28,6 @@ Adapter options in ``modality_args`` are passed through: ``mapping``, ``map_size
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 from typing import Any
@@ -36,29 +35,26 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..modalities.timeseries import TimeSeriesAdapter
-from .builtin import BuiltinSet, register
-from .datasets import DataBundle, DataError, SampleDataset, limit_splits, stratified_split
-from .readers.tabular import SeriesTable, read_csv_series
-from .readers.ts import TimeSeriesData, read_series
+from ...data.datasets import DataBundle, DataError, SampleDataset, check_option_keys, limit_splits, stratified_split
+from ...data.readers.tabular import SeriesTable, read_csv_series
+from ...data.readers.ts import TimeSeriesData, read_series
+from ...data.augment.timeseries import window_slice
+from .adapter import TimeSeriesAdapter
 
 __all__ = ["build_data", "load_for_predict", "fix_length", "forecast_windows", "forecast_baselines",
-           "classification_bundle", "forecast_bundle", "sktime_data_dir", "infer_season"]
+           "classification_bundle", "forecast_bundle", "infer_season"]
 
-_ADAPTER_KEYS = ("mapping", "map_size", "embed_dim", "fold_cols", "fold_rows", "norm", "mask_channel", "noise",
+ADAPTER_OPTIONS = ("mapping", "map_size", "embed_dim", "fold_cols", "fold_rows", "norm", "mask_channel", "noise",
                  "scale")
-_CLASSIFY_KEYS = ("length", "unequal", "aug")
-_FORECAST_KEYS = ("columns", "season", "val_steps")
+CLASSIFY_OPTIONS = ("length", "unequal", "aug")
+FORECAST_OPTIONS = ("columns", "season", "val_steps")
 _SERIES_SUFFIXES = (".ts", ".npz")
 
 
 def _check_args(modality_args: dict[str, Any], task: str) -> dict[str, Any]:
-    own = _CLASSIFY_KEYS if task == "classify" else _FORECAST_KEYS
-    unknown = sorted(set(modality_args) - set(_ADAPTER_KEYS) - set(own))
-    if unknown:
-        raise DataError(f"modality_args: unknown time-series option(s) {unknown} for task {task!r}; accepted: "
-                        f"{', '.join(own + _ADAPTER_KEYS)}")
-    return {k: modality_args[k] for k in _ADAPTER_KEYS if k in modality_args}
+    own = CLASSIFY_OPTIONS if task == "classify" else FORECAST_OPTIONS
+    check_option_keys(modality_args, own + ADAPTER_OPTIONS, "time-series", task=task)
+    return {k: modality_args[k] for k in ADAPTER_OPTIONS if k in modality_args}
 
 
 def _validated_adapter_args(args: dict[str, Any]) -> dict[str, Any]:
@@ -90,17 +86,6 @@ def fix_length(x: np.ndarray, length: int, target: int, mode: str) -> np.ndarray
 def _fix_all(data: TimeSeriesData, target: int, mode: str) -> np.ndarray:
     return np.stack([fix_length(data.X[i], int(data.lengths[i]), target, mode) for i in range(len(data.X))]) \
         if len(data.X) else np.zeros((0, data.X.shape[1], target), np.float32)
-
-
-def _slice_aug(x: torch.Tensor, rng: np.random.Generator, low: float = 0.8) -> torch.Tensor:
-    """Window slicing: a random window of ``low``–100 % of the series, stretched back to its length."""
-    length = x.shape[-1]
-    n = max(2, int(round(length * rng.uniform(low, 1.0))))
-    if n >= length:
-        return x
-    start = int(rng.integers(0, length - n + 1))
-    return torch.nn.functional.interpolate(x[None, :, start : start + n], size=length, mode="linear",
-                                           align_corners=True)[0]
 
 
 # --- classification ------------------------------------------------------------------------------------------------
@@ -190,7 +175,7 @@ def classification_bundle(train: TimeSeriesData | None, test: TimeSeriesData | N
         return tensors[i]
 
     def train_tf(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        return _slice_aug(x, rng) if aug == "slice" else x
+        return window_slice(x, rng) if aug == "slice" else x
 
     train_ds = SampleDataset(load, y_all, tr_idx, train_tf, cfg.seed) if tr_idx else None
     val_ds = SampleDataset(load, y_all, va_idx, None, cfg.seed)
@@ -397,75 +382,3 @@ def load_for_predict(path: str | Path, preprocessing: dict) -> torch.Tensor:
             raise DataError(f"{path}: {length} steps, the run needs the last {lookback}")
         return torch.from_numpy(np.ascontiguousarray(x[:, length - lookback : length], dtype=np.float32))
     return torch.from_numpy(fix_length(x, length, int(preprocessing["length"]), preprocessing["unequal"]))
-
-
-# --- built-in sets (the data files bundled with sktime) ------------------------------------------------------------
-
-def sktime_data_dir() -> Path | None:
-    """``<sktime>/datasets/data`` when sktime is installed (found without importing it), else None."""
-    try:
-        spec = importlib.util.find_spec("sktime")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
-
-
-def _sktime_file(*parts: str) -> Path | None:
-    root = sktime_data_dir()
-    return root.joinpath(*parts) if root is not None else None
-
-
-_SKTIME_INSTALL = "pip install --no-deps sktime==1.2.0 (only its bundled data files are used)"
-_CLASSIFICATION_SETS = {
-    # name: (sktime folder, description, size)
-    "gunpoint": ("GunPoint", "UCR GunPoint: hand motion, gun draw vs point, univariate, length 150, 2 classes",
-                 "50 train + 150 test"),
-    "italypowerdemand": ("ItalyPowerDemand", "UCR ItalyPowerDemand: daily power demand, length 24, 2 classes",
-                         "67 train + 1029 test"),
-    "arrowhead": ("ArrowHead", "UCR ArrowHead: projectile point outlines, length 251, 3 classes",
-                  "36 train + 175 test"),
-    "basicmotions": ("BasicMotions", "UEA BasicMotions: 6-channel accelerometer/gyroscope, length 100, 4 classes",
-                     "40 train + 40 test"),
-    "japanesevowels": ("JapaneseVowels", "UEA JapaneseVowels: 12 LPC channels, unequal length 7-29, 9 speakers",
-                       "270 train + 370 test"),
-}
-
-
-def _register_classification(name: str, folder: str, description: str, size: str) -> None:
-    def available() -> bool:
-        f = _sktime_file(folder, f"{folder}_TRAIN.ts")
-        return f is not None and f.is_file()
-
-    def build(cfg) -> DataBundle:
-        if cfg.task != "classify":
-            raise DataError(f"builtin:{name} is a classification set; use --task classify")
-        return _build_classification(_sktime_file(folder, f"{folder}_TRAIN.ts"), cfg, eval_only=False,
-                                     class_names=None, notes={"source": f"sktime {folder}"})
-
-    register(BuiltinSet(name, "timeseries", "classify", description, size,
-                        "UCR/UEA, research use", _SKTIME_INSTALL, available,
-                        build))
-
-
-for _name, (_folder, _desc, _size) in _CLASSIFICATION_SETS.items():
-    _register_classification(_name, _folder, _desc, _size)
-
-
-def _airline_file() -> Path | None:
-    return _sktime_file("Airline", "Airline.csv")
-
-
-def _build_airline(cfg) -> DataBundle:
-    if cfg.task != "forecast":
-        raise DataError("builtin:airline is a forecasting set; use --task forecast (with --lookback/--horizon)")
-    path = _airline_file()
-    return forecast_bundle(_read_table(path), cfg, source=path, notes={"source": "sktime Airline (Box & Jenkins)"})
-
-
-register(BuiltinSet(
-    "airline", "timeseries", "forecast", "Box & Jenkins international airline passengers, monthly 1949-1960",
-    "144 steps, 1 series", "public domain", _SKTIME_INSTALL,
-    lambda: (_airline_file() is not None and _airline_file().is_file()), _build_airline,
-))

@@ -3,7 +3,7 @@
 Every mapping starts the same way: each (sample, channel) is z-normalised over its observed values (``norm``
 ``"instance"``; ``"none"`` keeps the values), and missing values are filled with 0 (the mean after normalisation);
 with ``mask_channel`` the observed-value mask travels with the values so the network can tell a filled value from
-a real 0. The data layer brings every sample to the same length L (see :mod:`lkconv.data.timeseries`).
+a real 0. The data layer brings every sample to the same length L (see :mod:`lkconv.modalities.timeseries.data`).
 
 Mappings (``mapping``):
 
@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ModalityAdapter, register_adapter
+from ..base import ModalityAdapter
 
 __all__ = ["TimeSeriesAdapter", "MAPPINGS", "masked_stats", "resample_linear", "gramian_fields"]
 
@@ -86,7 +86,6 @@ def gramian_fields(z: torch.Tensor) -> torch.Tensor:
     return torch.stack([gasf, gadf, diff], dim=2).flatten(1, 2)
 
 
-@register_adapter
 class TimeSeriesAdapter(ModalityAdapter):
     """(B, C, L) series (NaN = missing) → (B, out_chans, H, W) map (``sequence``: (B, out_chans, L)); see the module
     docstring for the mappings.

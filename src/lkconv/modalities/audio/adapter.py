@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from ..ops.fbank import kaldi_fbank
-from .base import ModalityAdapter, register_adapter
+from ...ops.fbank import kaldi_fbank
+from ..base import ModalityAdapter
 
 __all__ = ["AudioAdapter", "AUDIOSET_MEAN", "AUDIOSET_STD", "clip_samples", "mask_along"]
 
@@ -53,7 +53,6 @@ def mask_along(x: torch.Tensor, dim: int, max_width: int) -> torch.Tensor:
     return x * keep.view(shape).to(x.dtype)
 
 
-@register_adapter
 class AudioAdapter(ModalityAdapter):
     """(B, N) waveforms → (B, 1, num_mel_bins, target_frames) normalised log-mel map.
 

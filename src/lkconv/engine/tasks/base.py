@@ -1,0 +1,83 @@
+"""The task interface and registry: what a run predicts, how it learns it, how it is scored and how it is written.
+
+A task owns the backbone's output size, the training loss, the train/validation metrics (as sums that add up over
+batches and processes), which validation metric picks ``best.safetensors``, and how ``predict`` decodes one output
+and prints it. The engine asks the task and never branches on its name, so a new task (segment, detect, …) is one
+new module with a registered subclass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = ["Task", "register_task", "get_task", "task_names"]
+
+_REGISTRY: dict[str, "Task"] = {}
+
+
+class Task:
+    """Base of every task. Subclasses set ``name``, ``best_metric`` and ``higher_is_better`` and implement the
+    methods below."""
+
+    name: str = ""
+    best_metric: str = ""  # the validation row key (``val_...``) that decides the best epoch
+    higher_is_better: bool = True
+    mixes_batches: bool = False  # whether mixup/cutmix apply (they need class targets)
+    train_sum_names: tuple[str, ...] = ()  # what :meth:`train_sums` returns, in order
+    eval_sum_names: tuple[str, ...] = ()  # what :meth:`eval_sums` returns, in order; the last is the count
+
+    def num_outputs(self, data) -> int:
+        """The backbone's output size (``num_classes`` of ``create_model``) for a :class:`DataBundle`."""
+        raise NotImplementedError
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
+        """The training loss of one batch (``target`` may be soft class targets when ``mixes_batches``)."""
+        raise NotImplementedError
+
+    def train_sums(self, output: torch.Tensor, target: torch.Tensor) -> list[float]:
+        """Per-batch sums for the training metrics (added over the epoch and over processes)."""
+        return []
+
+    def train_metrics(self, sums: list[float], seen: float) -> dict[str, float]:
+        """The epoch's training metrics (row keys ``train_...``) from the summed :meth:`train_sums`."""
+        return {}
+
+    def eval_sums(self, output: torch.Tensor, target: torch.Tensor) -> list[float]:
+        """Per-batch sums for evaluation; the last entry is the number of values they are averaged over."""
+        raise NotImplementedError
+
+    def eval_metrics(self, sums: list[float]) -> dict[str, float]:
+        """Evaluation metrics (``loss`` among them) from the summed :meth:`eval_sums`."""
+        raise NotImplementedError
+
+    def improved(self, value: float, best: float | None) -> bool:
+        """Whether ``value`` of :attr:`best_metric` beats the best so far (None: nothing yet)."""
+        return best is None or (value > best if self.higher_is_better else value < best)
+
+    def decode(self, output: torch.Tensor, run_config: dict[str, Any], *, top_k: int = 1) -> dict[str, Any]:
+        """One sample's model output as a prediction row (without the ``file`` key)."""
+        raise NotImplementedError
+
+    def format_prediction(self, row: dict[str, Any]) -> list[str]:
+        """The ``lkconv predict`` output lines of one prediction row."""
+        raise NotImplementedError
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: registers one instance of ``cls`` under ``cls.name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a name")
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def task_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_task(name: str) -> Task:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown task {name!r}; accepted: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]

@@ -1,0 +1,25 @@
+"""The image modality: folders of PNG/JPEG/BMP files (and in-memory arrays for built-in sets) for an
+:class:`~lkconv.modalities.image.adapter.ImageAdapter`.
+
+``modality_args``: ``aug`` (``rrc``, ``pad_crop`` or ``none``) and, for folders, ``channels`` (1 or 3; default
+the first file's).
+"""
+
+from __future__ import annotations
+
+from ..registry import Modality, register_modality
+from . import builtin  # noqa: F401 - registers fashion-mnist
+from . import data
+from .adapter import IMAGENET_MEAN, IMAGENET_STD, ImageAdapter
+
+__all__ = ["ImageModality", "ImageAdapter", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+
+@register_modality
+class ImageModality(Modality):
+    name = "image"
+    adapter = ImageAdapter
+    folder = data
+
+    def accepted_options(self, task: str, *, builtin: bool = False) -> tuple[str, ...]:
+        return ("aug",) if builtin else ("aug", "channels")
