@@ -62,6 +62,15 @@ def test_baselines_and_metrics_collection(tmp_path):
     assert "| s | image | 75.0 / 70.0 |" in text and "50.0?" in text
 
 
+def test_dtw_finds_the_warped_neighbour():
+    t = np.linspace(0, 1, 40)
+    bump = lambda c: np.exp(-((t - c) / 0.05) ** 2)[None]  # noqa: E731
+    train = [bump(0.3), -bump(0.5)]
+    # shifted bumps: Euclidean 1-NN picks by overlap, DTW by shape
+    assert bd.nn1_dtw_accuracy(train, ["up", "down"], [bump(0.7), -bump(0.8)], ["up", "down"]) == 1.0
+    assert bd.nn1_dtw_accuracy(train, ["up", "down"], [bump(0.7)], ["up"], max_cells=10) is None
+
+
 def test_resample_keeps_a_tone_and_changes_the_rate():
     sr = 48000
     t = np.arange(sr) / sr
