@@ -753,6 +753,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baselines-only", action="store_true", help="make folders and baselines, train nothing")
     ap.add_argument("--alsa-deb", type=Path, help="alsa-utils .deb holding the real speech recordings")
     ap.add_argument("--out", type=Path, help="markdown table to write (and a .json beside it)")
+    ap.add_argument("--threads", type=int, help="OMP_NUM_THREADS for the training runs (default: inherited); on a "
+                    "shared machine 1 avoids oversubscription, which made 2-thread runs 20x slower here")
     args = ap.parse_args(argv)
 
     entries = panel(args.alsa_deb)
@@ -767,6 +769,8 @@ def main(argv: list[str] | None = None) -> int:
         entries = [e for e in entries if e.name in args.only]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
     rows = []
     for e in entries:
         folder = args.scratch / "data" / e.name
