@@ -658,6 +658,7 @@ class RunResult:
     last_train_acc: float | None
     epochs_done: int
     log_tail: str
+    error: str  # the last "error:" line the run printed ("" when none)
 
 
 def read_metrics(run: Path) -> tuple[float | None, float | None, float | None, int]:
@@ -702,7 +703,9 @@ def run_train(modality: str, data: Path, out: Path, extra: list[str], timeout: f
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t0
     best, last, train, n = read_metrics(out)
-    return RunResult(proc.returncode, wall, usage.ru_maxrss / 1024, best, last, train, n, log.getvalue()[-2000:])
+    errors = [line.strip() for line in log.getvalue().splitlines() if "error:" in line]
+    return RunResult(proc.returncode, wall, usage.ru_maxrss / 1024, best, last, train, n, log.getvalue()[-2000:],
+                     errors[-1] if errors else "")
 
 
 def _pct(x: float | None) -> str:
@@ -726,10 +729,10 @@ def table(rows: list[dict]) -> str:
         rc = r.get("rc", 0)
         if rc is None:
             acc = "not run"
-        elif rc == -signal.SIGKILL and r.get("best_val_acc") is not None:
-            acc += " (timeout)"
+        elif rc == -signal.SIGKILL:
+            acc = acc + " (timeout)" if r.get("best_val_acc") is not None else "timeout before the first evaluation"
         elif rc != 0:
-            acc = f"failed (rc {rc})"
+            acc = f"failed (rc {rc})" + (f": `{r['error']}`" if r.get("error") else "")
         lines.append(f"| {r['name']} | {r['modality']} | {acc} | {_pct(r.get('last_train_acc'))} | "
                      f"{r.get('epochs_done', '-')} | {r.get('wall_s', 0):.0f} | {r.get('peak_rss_mb', 0):.0f} | "
                      f"{_pct(r.get('majority'))} | {_pct(r.get('nn1'))} | {_pct(r.get('dtw_ours'))} | {p('dtw')} | "

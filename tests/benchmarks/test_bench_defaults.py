@@ -60,6 +60,9 @@ def test_baselines_and_metrics_collection(tmp_path):
            "published": {"dtw": 0.5, "confirmed": []}}
     text = bd.table([row])
     assert "| s | image | 75.0 / 70.0 |" in text and "50.0?" in text
+    failed = bd.table([{"name": "f", "modality": "image", "rc": 2, "error": "lkconv train: error: too big"}])
+    assert "failed (rc 2): `lkconv train: error: too big`" in failed
+    assert "timeout before the first evaluation" in bd.table([{"name": "t", "modality": "video", "rc": -9}])
 
 
 def test_dtw_finds_the_warped_neighbour():
