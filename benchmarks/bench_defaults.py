@@ -14,7 +14,8 @@ The panel (``--list`` prints it):
 * ``fashion-1k`` / ``fashion``: Fashion-MNIST from the Debian package ``dataset-fashion-mnist``
   (/usr/share/datasets/fashion-mnist): 1 000 training images (100 per class) and 1 000 test images, or all
   60 000 / 10 000, as PNG class folders;
-* ``speech-alsa``: eight spoken phrases ("front left", ... "side right"); training: espeak-ng voices only;
+* ``speech-alsa``: eight spoken phrases ("front left", ... "side right"); training: espeak-ng voices only (120
+  per phrase, drawn from 8 English voices x 14 variants x 3 speeds/pitches);
   validation: the REAL human recordings that Debian's ``alsa-utils`` ships in /usr/share/sounds/alsa (48 kHz), and
   a copy of each resampled to 8 kHz (telephone rate). The recordings are taken from an installed alsa-utils, or
   from an ``alsa-utils*.deb`` given with ``--alsa-deb`` (``apt-get download alsa-utils``);
@@ -54,7 +55,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 import wave
