@@ -61,8 +61,19 @@ def _yaml_mapping(text: str) -> dict:
     return value
 
 
+def _option_help(f) -> str:
+    """``--help`` text of one TrainConfig field, from its metadata: description, accepted values, default."""
+    help_text = f.metadata.get("help", "")
+    accepted = f.metadata.get("accepted")
+    default = f.default_factory() if callable(f.default_factory) else f.default
+    default_text = "auto" if default is None else repr(default) if isinstance(default, str) else str(default)
+    parts = [help_text] + ([f"accepted: {accepted}"] if accepted else []) + [f"default: {default_text}"]
+    return "; ".join(p for p in parts if p).replace("%", "%%")
+
+
 def _add_config_options(p: argparse.ArgumentParser) -> None:
-    """One option per TrainConfig field; all default to None so only what is given overrides the YAML file."""
+    """One option per TrainConfig field (its metadata gives the help); all default to None so only what is given
+    overrides the YAML file."""
     import dataclasses
     import typing
 
@@ -73,12 +84,13 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
         base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+        text = _option_help(f)
         if base is bool:
-            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif base is dict:
-            p.add_argument(flag, dest=f.name, type=_yaml_mapping, default=None, metavar="MAPPING")
+            p.add_argument(flag, dest=f.name, type=_yaml_mapping, default=None, metavar="MAPPING", help=text)
         else:
-            p.add_argument(flag, dest=f.name, type=base, default=None, metavar=f.name.upper())
+            p.add_argument(flag, dest=f.name, type=base, default=None, metavar=f.name.upper(), help=text)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -21,49 +21,70 @@ class ConfigError(ValueError):
     """A configuration value is unknown, of the wrong type, or impossible."""
 
 
+def _opt(default: Any, help: str, accepted: str | None = None) -> Any:
+    """A field with its ``--help`` text (``help``, ``accepted`` values); ``default`` may be a factory (``dict``)."""
+    meta = {"help": help, "accepted": accepted}
+    if callable(default):
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @dataclass
 class TrainConfig:
-    """Everything a training run needs. ``None`` means "the recipe default for this model and data"."""
+    """Everything a training run needs. ``None`` means "auto": the automatic recipe
+    (:mod:`lkconv.engine.auto_recipe`) chooses the value from the data; every value given overrides it."""
 
-    data: str = ""  # PATH or builtin:NAME
-    out: str = ""  # run directory
-    modality: str = "image"
-    task: str = "classify"
-    model: str = "unireplknet_a"
-    epochs: int = 10
-    batch_size: int = 64  # global batch per optimizer step (summed over processes)
-    lr: float | None = None  # None: 4e-3 at batch 4096 (reference), square-root scaled to batch_size
-    min_lr: float = 1e-6
-    weight_decay: float = 0.05
-    warmup_epochs: float | None = None  # None: min(5, epochs / 10)
-    label_smoothing: float = 0.1
-    drop_path_rate: float | None = None  # None: the reference recipe for the model size
-    layer_decay: float = 1.0
-    ema_decay: float = 0.0  # 0 disables the EMA of weights
-    clip_grad: float | None = None
-    accum_steps: int = 1
-    mixup: float | None = None  # None: the recipe value for images when epochs >= 100, else off
-    cutmix: float | None = None
-    amp: bool = False  # bf16 autocast
-    grad_checkpointing: bool = False
-    channels_last: bool = False
-    compile: bool = False
-    seed: int = 0
-    deterministic: bool = True
-    num_workers: int = 0
-    val_split: float = 0.2  # held out (stratified, seeded) when the data has no val/ or test/ split
-    img_size: int | None = None  # image/video side; None: the modality default
-    lookback: int | None = None  # forecasting window
-    horizon: int | None = None  # forecasting horizon
-    max_train_samples: int | None = None  # a seeded subset, for quick runs
-    max_val_samples: int | None = None
-    eval_every: int = 1
-    tensorboard: bool = False
-    progress: bool | None = None  # None: progress bars only on a terminal
-    on_bad_file: str = "skip"  # "skip" (counted warning) or "error" (stop naming the file)
-    resume: bool = False
-    model_args: dict = field(default_factory=dict)  # extra create_model arguments
-    modality_args: dict = field(default_factory=dict)  # adapter and reader options of the modality
+    data: str = _opt("", "training data: a folder in the modality's documented format, or builtin:NAME")
+    out: str = _opt("", "the run directory to write")
+    modality: str = _opt("image", "kind of data (the modality registry)", "image, audio, timeseries, pointcloud, video")
+    task: str = _opt("classify", "what to learn", "classify, forecast (timeseries)")
+    model: str | None = _opt(None, "backbone name (`lkconv list-models`); auto: unireplknet_a, with a small "
+                             "UniRepLKNet (model_args) for images, point clouds and video")
+    epochs: int | None = _opt(None, "passes over the training set; auto: enough for ~1500 optimizer steps "
+                              "(20-300 epochs), then cut to fit --budget", ">= 1")
+    batch_size: int | None = _opt(None, "global batch per optimizer step; auto: the largest power of 2 <= n_train/4, "
+                                  "8-64 (smaller caps for video, point clouds, audio)", ">= 1")
+    lr: float | None = _opt(None, "peak learning rate (AdamW); auto: 1e-3 * sqrt(batch/16) (the small model: "
+                            "2e-3 * sqrt(batch/32))", "> 0")
+    min_lr: float = _opt(1e-6, "learning rate at the end of the cosine schedule", ">= 0")
+    weight_decay: float = _opt(0.05, "AdamW weight decay", ">= 0")
+    warmup_epochs: float | None = _opt(None, "linear warm-up; auto: min(2, epochs/20)", ">= 0, < epochs")
+    label_smoothing: float = _opt(0.1, "label smoothing of the classification loss", "[0, 1)")
+    drop_path_rate: float | None = _opt(None, "stochastic depth; auto: 0 below 1000 training samples, else 0.1 "
+                                        "(scaled with epochs/100)", "[0, 1)")
+    layer_decay: float = _opt(1.0, "layer-wise learning-rate decay (1: off)", "(0, 1]")
+    ema_decay: float = _opt(0.0, "EMA of weights for evaluation and the saved model (0: off)", "[0, 1)")
+    clip_grad: float | None = _opt(None, "gradient-norm clipping (none: off)", ">= 0")
+    accum_steps: int = _opt(1, "micro-batches accumulated per optimizer step", ">= 1")
+    mixup: float | None = _opt(None, "mixup alpha; auto: the reference recipe's for images trained >= 100 epochs, "
+                               "else off", ">= 0")
+    cutmix: float | None = _opt(None, "CutMix alpha; auto: as mixup", ">= 0")
+    budget: float = _opt(10.0, "minutes the training may take when epochs is auto: after the first steps the "
+                         "measured step time cuts the epochs to fit (0: no bound)", ">= 0")
+    amp: bool = _opt(False, "bf16 autocast")
+    grad_checkpointing: bool = _opt(False, "recompute activations in backward (less memory, slower)")
+    channels_last: bool = _opt(False, "channels-last memory format")
+    compile: bool = _opt(False, "torch.compile the model")
+    seed: int = _opt(0, "seed of data order, splits, augmentation and weights")
+    deterministic: bool = _opt(True, "deterministic algorithms (warn only)")
+    num_workers: int = _opt(0, "data-loading worker processes", ">= 0")
+    val_split: float = _opt(0.2, "share held out (stratified, seeded) when the data has no val/ or test/ split",
+                            "[0, 1)")
+    img_size: int | None = _opt(None, "image/video/point-cloud map side; auto: the modality's default (32 for point "
+                                "clouds, 64 for video files)", ">= 1")
+    lookback: int | None = _opt(None, "forecasting window", ">= 1")
+    horizon: int | None = _opt(None, "forecasting horizon", ">= 1")
+    max_train_samples: int | None = _opt(None, "a seeded subset of the training set, for quick runs", ">= 1")
+    max_val_samples: int | None = _opt(None, "a seeded subset of the validation set", ">= 1")
+    eval_every: int | None = _opt(None, "evaluate every N epochs (and after the last); auto: about 20 evaluations, "
+                                  "epochs // 20 (at least 1)", ">= 1")
+    tensorboard: bool = _opt(False, "write TensorBoard logs under RUN/tensorboard")
+    progress: bool | None = _opt(None, "progress bars; auto: only on a terminal")
+    on_bad_file: str = _opt("skip", "an unreadable data file: skip it (counted warning) or stop", "skip, error")
+    resume: bool = _opt(False, "continue the run in --out from last.pt")
+    model_args: dict = _opt(dict, "extra create_model arguments, e.g. '{depths: [1, 1, 2, 1]}'", "a YAML mapping")
+    modality_args: dict = _opt(dict, "options of the modality's reader and adapter (see its docs); auto fills "
+                               "some from the data (e.g. time-series mapping/norm)", "a YAML mapping")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -86,10 +107,9 @@ class TrainConfig:
             raise ConfigError("out: required (the run directory to write)")
         _check_modality_and_task(self.modality, self.task)
         _choice("on_bad_file", self.on_bad_file, ("skip", "error"))
-        for key in ("epochs", "batch_size", "accum_steps", "eval_every"):
-            _at_least(key, getattr(self, key), 1)
+        _at_least("accum_steps", self.accum_steps, 1)
         _at_least("num_workers", self.num_workers, 0)
-        for key in ("img_size", "lookback", "horizon", "max_train_samples", "max_val_samples"):
+        for key in ("epochs", "batch_size", "eval_every", "img_size", "lookback", "horizon", "max_train_samples", "max_val_samples"):
             if getattr(self, key) is not None:
                 _at_least(key, getattr(self, key), 1)
         if self.lr is not None and not self.lr > 0:
@@ -101,14 +121,14 @@ class TrainConfig:
                 raise ConfigError(f"{key}: must be in [{lo}, {hi}), got {v}")
         if not 0 < self.layer_decay <= 1:
             raise ConfigError(f"layer_decay: must be in (0, 1], got {self.layer_decay}")
-        for key in ("min_lr", "weight_decay"):
+        for key in ("min_lr", "weight_decay", "budget"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}: must be >= 0, got {getattr(self, key)}")
         for key in ("mixup", "cutmix", "warmup_epochs", "clip_grad"):
             v = getattr(self, key)
             if v is not None and v < 0:
                 raise ConfigError(f"{key}: must be >= 0, got {v}")
-        if self.warmup_epochs is not None and self.warmup_epochs >= self.epochs:
+        if self.warmup_epochs is not None and self.epochs is not None and self.warmup_epochs >= self.epochs:
             raise ConfigError(f"warmup_epochs: must be below epochs ({self.epochs}), got {self.warmup_epochs}")
 
 

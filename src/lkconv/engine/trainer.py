@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from ..layers.norm import convert_sync_batchnorm
-from ..modalities import build_data
 from .batches import batch_loader, epoch_batches, shard
 from .config import TrainConfig
 from .distributed import DistInfo, all_reduce_sum, setup_distributed, shutdown_distributed
@@ -30,7 +29,8 @@ from .evaluate import evaluate_model
 from .mix import mix_batch
 from .model import build_model_for_data
 from .optim import ModelEma, cosine_lr, param_groups
-from .recipe import resolve_recipe
+from .recipe import resolve_run
+from .summary import baseline_lines, summary_lines
 from .run_dir import RunDir, RunError, rng_state, set_rng_state
 from .tasks import get_task
 
@@ -102,14 +102,18 @@ class Trainer:
         if not cfg.resume and self.run.has_training_state():
             raise RunError(f"{self.run.path} already holds a run (last.pt); pass --resume to continue it or choose "
                            "another --out")
+        state = self.run.load_training_state() if cfg.resume else None
+        _seed_everything(cfg.seed, cfg.deterministic)
+        self.epochs_auto = cfg.epochs is None
+        if state is not None and self.epochs_auto:  # keep the epochs the interrupted run had settled on (--budget)
+            cfg = cfg.replace(epochs=state["config"]["epochs"])
+        self.resolved = resolve_run(cfg)
+        self.cfg = cfg = self.resolved.cfg
+        self.recipe, self.data = self.resolved.recipe, self.resolved.data
+        self.task = get_task(self.data.task)
         if info.enabled and cfg.batch_size % info.world_size:
             raise RunError(f"batch_size {cfg.batch_size} must be divisible by the number of processes "
                            f"({info.world_size})")
-        state = self.run.load_training_state() if cfg.resume else None
-        _seed_everything(cfg.seed, cfg.deterministic)
-        self.recipe = resolve_recipe(cfg)
-        self.data = build_data(cfg)
-        self.task = get_task(self.data.task)
         self.model, self.model_config = build_model_for_data(cfg, self.data, self.recipe)
         if state is not None:
             _check_resume_compatible(state["model_config"], self.model_config, self.run)
@@ -119,15 +123,22 @@ class Trainer:
         self.ema = ModelEma(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self._plan_schedule()
         self.start_epoch, self.step, self.history, self.best = 0, 0, [], None
+        self._timing: tuple[float | None, int, float] | None = (None, 0, 0.0)  # for check_budget
         if state is not None:
             self._restore(state)
         if info.is_main:
-            self.run.write_config({**cfg.to_dict(), "resolved": self.recipe}, self.model_config)
+            self._write_config()
+            if state is None:
+                print("\n".join(summary_lines(self.resolved, self.model)), flush=True)
         self.train_model: nn.Module = nn.parallel.DistributedDataParallel(self.model) if info.enabled else self.model
         self.forward = torch.compile(self.train_model, dynamic=False) if cfg.compile else self.train_model
         self.tb = self._tensorboard()
 
     # --- setup ------------------------------------------------------------------------------------------------
+    def _write_config(self, extra: dict[str, Any] | None = None) -> None:
+        resolved = {**self.resolved.record(), **(extra or {})}
+        self.run.write_config({**self.cfg.to_dict(), "resolved": resolved}, self.model_config)
+
     def _prepare_model(self) -> None:
         if self.cfg.grad_checkpointing:
             self.model.set_grad_checkpointing(True)
@@ -166,15 +177,64 @@ class Trainer:
             raise RunError("tensorboard logging needs: pip install 'lkconv[tensorboard]'") from e
         return SummaryWriter(str(self.run.path / "tensorboard"))
 
+    def _time_steps(self, now: float) -> None:
+        """Times the optimizer steps after the first (which pays one-off costs); after 8 calls :meth:`check_budget`."""
+        if self._timing is None:
+            return
+        last, steps, spent = self._timing
+        if last is not None:
+            steps, spent = steps + 1, spent + now - last
+        self._timing = (now, steps, spent)
+        if steps >= 8:
+            self._timing = None
+            self.check_budget(steps, spent)
+
+    def check_budget(self, steps_done: int, elapsed: float) -> None:
+        """After the first steps: print the time estimate and, with auto epochs and a budget, cut the epochs to fit
+        (the cosine schedule is re-planned; config.yaml records the cut)."""
+        if self.info.enabled:  # every process must reach the same decision
+            elapsed = all_reduce_sum([elapsed], self.info)[0] / self.info.world_size
+        steps_per_epoch = self.total_steps // self.cfg.epochs
+        per_epoch = elapsed / max(steps_done, 1) * steps_per_epoch
+        evals = math.ceil(self.cfg.epochs / self.cfg.eval_every)
+        eval_s = per_epoch / 3 * len(self.data.val) / max(len(self.data.train), 1)  # forward only: ~1/3 of a step
+        total = per_epoch * self.cfg.epochs + eval_s * evals
+        budget_s = self.cfg.budget * 60
+        msg = f"time estimate: {per_epoch:.1f} s/epoch, ~{total / 60:.1f} min for {self.cfg.epochs} epochs"
+        if self.epochs_auto and budget_s > 0 and total > budget_s and self.cfg.epochs > 1:
+            fit = int(budget_s * 0.9 / (per_epoch + eval_s / self.cfg.eval_every))
+            epochs = max(1, min(self.cfg.epochs, fit), self.start_epoch + 1)
+            if epochs < self.cfg.epochs:
+                msg += f"; over the --budget of {self.cfg.budget:g} min: {epochs} epochs instead"
+                self._cut_epochs(epochs)
+        if self.info.is_main:
+            print(msg, flush=True)
+
+    def _cut_epochs(self, epochs: int) -> None:
+        changes: dict[str, Any] = {"epochs": epochs}
+        if "eval_every" in self.resolved.auto:
+            changes["eval_every"] = max(1, epochs // 20)
+        if "warmup_epochs" in self.resolved.auto:
+            changes["warmup_epochs"] = round(min(2.0, epochs / 20), 4)
+            self.recipe["warmup_epochs"] = changes["warmup_epochs"]
+        self.cfg = self.resolved.cfg = self.cfg.replace(**changes)
+        self.resolved.auto.update(changes)
+        self._plan_schedule()
+        if self.info.is_main:
+            self._write_config({"budget_cut": True})
+
     def lr_at(self, step: int) -> float:
         return cosine_lr(step, total_steps=self.total_steps, warmup_steps=self.warmup_steps,
                          base_lr=self.recipe["lr"], min_lr=self.cfg.min_lr)
 
     # --- the run ----------------------------------------------------------------------------------------------
     def fit(self) -> Path:
-        for epoch in range(self.start_epoch, self.cfg.epochs):
+        epoch = self.start_epoch
+        while epoch < self.cfg.epochs:  # --budget may lower cfg.epochs during the first epoch
             row, timing = self.train_epoch(epoch)
             self.end_epoch(epoch, row, timing)
+            epoch += 1
+        self.report_baselines()
         if self.tb is not None:
             self.tb.close()
         if self.info.is_main:
@@ -185,6 +245,8 @@ class Trainer:
         """One pass over the training set: the epoch's history row so far (training metrics) and its timing."""
         cfg, info = self.cfg, self.info
         t0 = time.perf_counter()
+        if self._timing is not None:  # the gap since the last epoch (evaluation, checkpoint) is not a step
+            self._timing = (None, *self._timing[1:])
         self.data.train.set_epoch(epoch)
         batches = shard(epoch_batches(len(self.data.train), cfg.batch_size, cfg.seed, epoch, shuffle=True,
                                       drop_last=True), info)
@@ -201,6 +263,7 @@ class Trainer:
             sums = [s + b for s, b in zip(sums, self.task.train_sums(out, y))]
             seen += y.shape[0]
             bar.update(1)
+            self._time_steps(time.perf_counter())
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
         bar.close()
         loss_sum, *sums, seen = all_reduce_sum([loss_sum, *sums, seen], info)
@@ -264,6 +327,20 @@ class Trainer:
         if self.info.is_main:
             self.save(epoch, eval_model, improved)
             self.log_row(row, epoch)
+
+    def report_baselines(self) -> None:
+        """Majority class and 1-NN on the same validation split, printed beside the network's result and recorded
+        in the last metrics row and config.yaml's ``resolved``."""
+        if not self.info.is_main or self.data.task != "classify" or not self.history:
+            return
+        from .baselines import classification_baselines
+
+        t0 = time.perf_counter()
+        base = classification_baselines(self.data)
+        self.history[-1].update({f"baseline_{k}": v for k, v in base.items()})
+        self.run.write_metrics(self.history)
+        self._write_config({"baselines": base})
+        print("\n".join(baseline_lines(self.history, base, time.perf_counter() - t0)), flush=True)
 
     def save(self, epoch: int, eval_model: nn.Module, improved: bool) -> None:
         weights = eval_model.state_dict()

@@ -1,7 +1,8 @@
 """Time series: a (B, C, L) batch, NaN where a value is missing, to a 2-D map for the backbone.
 
 Every mapping starts the same way: each (sample, channel) is z-normalised over its observed values (``norm``
-``"instance"``; ``"none"`` keeps the values), and missing values are filled with 0 (the mean after normalisation);
+``"instance"``; ``"none"`` keeps the values; ``"dataset"`` uses one mean/std per channel measured on the training
+set, ``channel_mean``/``channel_std``, so the level and scale that may carry the class survive), and missing values are filled with 0 (the mean after normalisation);
 with ``mask_channel`` the observed-value mask travels with the values so the network can tell a filled value from
 a real 0. The data layer brings every sample to the same length L (see :mod:`lkconv.modalities.timeseries.data`).
 
@@ -46,7 +47,7 @@ from ..base import ModalityAdapter
 __all__ = ["TimeSeriesAdapter", "MAPPINGS", "masked_stats", "resample_linear", "gramian_fields"]
 
 MAPPINGS = ("square", "fold", "gaf", "sequence")
-NORMS = ("instance", "none")
+NORMS = ("instance", "none", "dataset")
 
 
 def masked_stats(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,7 +99,9 @@ class TimeSeriesAdapter(ModalityAdapter):
         embed_dim: Embedding width D of ``square``/``fold`` (default: ``square`` picks S ≈ map_size, ``fold`` 32).
         fold_cols: Row length (period) of ``fold``; default ``map_size // 2``.
         fold_rows: Rows of ``fold``; default ``map_size // 2``.
-        norm: ``instance`` (z-normalise every sample and channel over its observed values) or ``none``.
+        norm: ``instance`` (z-normalise every sample and channel over its observed values), ``dataset`` (the
+            training set's per-channel ``channel_mean``/``channel_std``) or ``none``.
+        channel_mean, channel_std: Per-channel statistics for ``norm: dataset`` (C values each).
         mask_channel: Feed the observed-value mask along with the values.
         horizon: Forecast horizon H (0: classification); the backbone then has ``in_chans * horizon`` outputs.
         noise: Std of Gaussian noise added to the normalised values in training (0: off).
@@ -110,7 +113,8 @@ class TimeSeriesAdapter(ModalityAdapter):
     def __init__(self, in_chans: int = 1, length: int = 128, mapping: str = "gaf", map_size: int = 64,
                  embed_dim: int | None = None, fold_cols: int | None = None, fold_rows: int | None = None,
                  norm: str = "instance", mask_channel: bool = False, horizon: int = 0, noise: float = 0.0,
-                 scale: float = 0.0) -> None:
+                 scale: float = 0.0, channel_mean: list[float] | None = None,
+                 channel_std: list[float] | None = None) -> None:
         super().__init__()
         if mapping not in MAPPINGS:
             raise ValueError(f"timeseries adapter: mapping={mapping!r} is not accepted; choose one of "
@@ -124,6 +128,14 @@ class TimeSeriesAdapter(ModalityAdapter):
         self.in_chans, self.length, self.mapping, self.map_size = int(in_chans), int(length), mapping, int(map_size)
         self.norm, self.mask_channel, self.horizon = norm, bool(mask_channel), int(horizon)
         self.noise, self.scale = float(noise), float(scale)
+        self.channel_mean = [float(v) for v in channel_mean] if channel_mean is not None else None
+        self.channel_std = [float(v) for v in channel_std] if channel_std is not None else None
+        # the statistics may be left unset here: training fills them from the training set (auto_recipe)
+        if norm == "dataset" and self.channel_mean is not None and (
+                self.channel_std is None or len(self.channel_mean) != self.in_chans
+                or len(self.channel_std) != self.in_chans or min(self.channel_std) <= 0):
+            raise ValueError(f"timeseries adapter: norm='dataset' needs channel_mean and channel_std of {self.in_chans} "
+                             f"values each (std > 0), got {channel_mean}, {channel_std}")
         self.fold_cols = self.fold_rows = None
         cin = self.in_chans * (2 if self.mask_channel else 1)
         if mapping == "square":
@@ -151,7 +163,7 @@ class TimeSeriesAdapter(ModalityAdapter):
         return {"in_chans": self.in_chans, "length": self.length, "mapping": self.mapping, "map_size": self.map_size,
                 "embed_dim": self.embed_dim, "fold_cols": self.fold_cols, "fold_rows": self.fold_rows,
                 "norm": self.norm, "mask_channel": self.mask_channel, "horizon": self.horizon, "noise": self.noise,
-                "scale": self.scale}
+                "scale": self.scale, "channel_mean": self.channel_mean, "channel_std": self.channel_std}
 
     @property
     def num_outputs(self) -> int:
@@ -169,6 +181,12 @@ class TimeSeriesAdapter(ModalityAdapter):
         mask = torch.isfinite(x)
         if self.norm == "instance":
             mean, std = masked_stats(x, mask)
+        elif self.norm == "dataset":
+            if self.channel_mean is None:
+                raise ValueError("timeseries adapter: norm='dataset' has no channel_mean/channel_std (training measures "
+                                 "them on the training set)")
+            mean = x.new_tensor(self.channel_mean).view(1, -1, 1).expand(x.shape[0], -1, 1)
+            std = x.new_tensor(self.channel_std).view(1, -1, 1).expand(x.shape[0], -1, 1)
         else:
             mean, std = torch.zeros_like(x[..., :1]), torch.ones_like(x[..., :1])
         z = torch.where(mask, (x - mean) / std, torch.zeros_like(x))

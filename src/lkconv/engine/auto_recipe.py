@@ -1,0 +1,193 @@
+"""The automatic recipe: what ``lkconv train --modality M --data FOLDER --out RUN`` chooses when given no options.
+
+Every :class:`~lkconv.engine.config.TrainConfig` field left ``None`` ("auto") is chosen here from the data; every
+value the user gives is kept. The rule is deterministic for a data set and configuration (the one exception,
+``--budget``, is applied by the trainer after measuring the first steps and is recorded). The evidence behind each
+number is in ``docs/defaults_evidence.md`` (issue 19's panel).
+
+Before the data is read (:func:`modality_defaults`; only keys the user did not give):
+
+* point clouds: ``rotation: so3`` (users' shapes come in arbitrary poses: 16.7 % -> 74 % on the SO(3) panel) and
+  ``img_size`` 32;
+* video files: ``img_size`` 64 (112 px at batch 64 peaked at 15.7 GB RSS).
+
+After the data is read (:func:`choose_recipe`, from :class:`DataFacts`):
+
+* ``batch_size``: the largest power of two <= n_train / 4, clamped to [8, 64] and never above n_train; at most 16
+  for video and 32 for point clouds and audio (memory). A fixed 64 stopped every set under 64 samples.
+* ``model``: ``unireplknet_a``; with ``model_args`` empty, images, point clouds and video get the small UniRepLKNet
+  :data:`SMALL_UNIREPLKNET` (4-5x faster per epoch at equal accuracy there).
+* ``epochs``: enough for ~1500 optimizer steps, ``clamp(ceil(1500 / steps_per_epoch), 20, 300)``; the trainer then
+  cuts them to what the measured step time fits in ``budget`` minutes.
+* ``lr``: ``1e-3 * sqrt(batch / 16)`` for ``unireplknet_a`` and ``2e-3 * sqrt(batch / 32)`` for the small model
+  (the square-root rule from the ImageNet reference gave 2.5e-4 at batch 16 and under-trained every small set).
+* ``eval_every``: ``epochs // 20`` (at least 1: about 20 evaluations);
+* ``warmup_epochs``: ``min(2, epochs / 20)``; ``drop_path_rate``: 0 below 1000 training samples, else
+  ``0.1 * min(1, epochs / 100)``; mixup/CutMix as :func:`lkconv.engine.recipe.resolve_recipe`.
+* time series (classification): several channels -> ``mapping: square`` with ``norm: dataset`` (per-channel mean
+  and std of the training set; per-case z-normalisation removed the level and scale that carry the class:
+  JapaneseVowels 67.6 -> 97.6 %); one channel keeps ``gaf`` with per-case normalisation (ArrowHead gaf 79.4 vs
+  square 66.9).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["SMALL_UNIREPLKNET", "DEFAULT_MODEL", "DataFacts", "data_facts", "modality_defaults", "choose_recipe",
+           "auto_batch_size", "auto_epochs", "auto_lr", "channel_stats"]
+
+DEFAULT_MODEL = "unireplknet_a"
+SMALL_UNIREPLKNET: dict[str, Any] = {"depths": [1, 1, 2, 1], "dims": [16, 32, 64, 128],
+                                     "kernel_sizes": [[3], [7], [7, 7], [7]]}
+STEP_TARGET = 1500  # optimizer steps the rule aims for
+EPOCH_RANGE = (20, 300)
+BATCH_CAP = {"video": 16, "pointcloud": 32, "audio": 32}
+SMALL_MODEL_MODALITIES = ("image", "pointcloud", "video")
+
+
+@dataclass
+class DataFacts:
+    """What the rule looks at: sizes, classes and the raw sample shape of the training data."""
+
+    modality: str
+    task: str
+    n_train: int
+    n_val: int
+    class_counts: list[int] = field(default_factory=list)  # per class, training split (empty when unknown)
+    raw_shape: tuple[int, ...] = ()
+    builtin: bool = False
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_counts)
+
+    @property
+    def imbalance(self) -> float:
+        """Largest / smallest class count (1.0 = balanced)."""
+        counts = [c for c in self.class_counts if c > 0]
+        return max(counts) / min(counts) if counts else 1.0
+
+    @property
+    def channels(self) -> int:
+        return int(self.raw_shape[0]) if self.raw_shape else 1
+
+
+def data_facts(cfg, data) -> DataFacts:
+    """The :class:`DataFacts` of a built :class:`~lkconv.data.datasets.DataBundle`."""
+    counts: list[int] = []
+    targets = getattr(data.train, "targets", None)
+    if data.task == "classify" and callable(targets):
+        c = Counter(int(t) for t in targets())
+        counts = [c.get(i, 0) for i in range(len(data.class_names))]
+    return DataFacts(modality=cfg.modality, task=data.task, n_train=len(data.train), n_val=len(data.val),
+                     class_counts=counts, raw_shape=tuple(int(s) for s in data.raw_shape),
+                     builtin=str(cfg.data).startswith("builtin:"))
+
+
+def modality_defaults(cfg) -> tuple[dict[str, Any], list[str]]:
+    """Config changes decided before the data is read (only for keys the user left unset) and their reasons."""
+    changes: dict[str, Any] = {}
+    reasons: list[str] = []
+    margs = dict(cfg.modality_args)
+    if cfg.modality == "pointcloud":
+        if "rotation" not in margs:
+            margs["rotation"] = "so3"
+            reasons.append("point clouds: random SO(3) rotation in training (files' poses are not assumed aligned)")
+        if cfg.img_size is None:
+            changes["img_size"] = 32
+            reasons.append("point clouds: 32 px projection maps (time and memory)")
+    if cfg.modality == "video" and cfg.img_size is None and not str(cfg.data).startswith("builtin:"):
+        changes["img_size"] = 64
+        reasons.append("video: 64 px frames (112 px at batch 64 needed 15.7 GB)")
+    if margs != cfg.modality_args:
+        changes["modality_args"] = margs
+    return changes, reasons
+
+
+def _pow2_floor(x: float) -> int:
+    return 1 << max(0, int(math.floor(math.log2(max(x, 1)))))
+
+
+def auto_batch_size(n_train: int, modality: str) -> int:
+    """Largest power of two <= n_train / 4 in [8, 64] (modality caps for memory), never above n_train."""
+    b = min(max(_pow2_floor(n_train / 4), 8), 64, BATCH_CAP.get(modality, 64))
+    return max(1, min(b, _pow2_floor(n_train)))
+
+
+def auto_epochs(steps_per_epoch: int) -> int:
+    """Epochs for ~:data:`STEP_TARGET` optimizer steps, within :data:`EPOCH_RANGE`."""
+    lo, hi = EPOCH_RANGE
+    return int(min(max(math.ceil(STEP_TARGET / max(steps_per_epoch, 1)), lo), hi))
+
+
+def auto_lr(batch: int, small: bool) -> float:
+    return round(2e-3 * math.sqrt(batch / 32), 6) if small else round(1e-3 * math.sqrt(batch / 16), 6)
+
+
+def choose_recipe(cfg, facts: DataFacts) -> tuple[dict[str, Any], list[str]]:
+    """Values for the config fields left ``None`` (plus ``model_args`` for the small model), with reasons."""
+    out: dict[str, Any] = {}
+    why: list[str] = []
+    if cfg.batch_size is None:
+        out["batch_size"] = auto_batch_size(facts.n_train, facts.modality)
+        why.append(f"batch_size {out['batch_size']}: power of 2 <= n_train/4 = {facts.n_train / 4:g}, in [8, "
+                   f"{min(64, BATCH_CAP.get(facts.modality, 64))}]")
+    batch = out.get("batch_size", cfg.batch_size)
+    small = False
+    if cfg.model is None:
+        out["model"] = DEFAULT_MODEL
+        if not cfg.model_args and facts.modality in SMALL_MODEL_MODALITIES:
+            out["model_args"] = dict(SMALL_UNIREPLKNET)
+            small = True
+            why.append(f"model: small UniRepLKNet (depths 1-1-2-1, dims 16-128) for {facts.modality}")
+        else:
+            why.append(f"model: {DEFAULT_MODEL}")
+    else:
+        small = cfg.model_args.get("dims") == SMALL_UNIREPLKNET["dims"]
+    steps = max(1, facts.n_train // max(batch * cfg.accum_steps, 1))
+    if cfg.epochs is None:
+        out["epochs"] = auto_epochs(steps)
+        why.append(f"epochs {out['epochs']}: ~{STEP_TARGET} steps at {steps} steps/epoch, in {list(EPOCH_RANGE)} "
+                   f"(then cut to --budget {cfg.budget:g} min)")
+    epochs = out.get("epochs", cfg.epochs)
+    if cfg.lr is None:
+        out["lr"] = auto_lr(batch * cfg.accum_steps, small)
+        why.append(f"lr {out['lr']:g}: {'2e-3*sqrt(batch/32)' if small else '1e-3*sqrt(batch/16)'}")
+    if cfg.eval_every is None:
+        out["eval_every"] = max(1, epochs // 20)
+    if cfg.warmup_epochs is None:
+        out["warmup_epochs"] = round(min(2.0, epochs / 20), 4)
+    if cfg.drop_path_rate is None:
+        out["drop_path_rate"] = 0.0 if facts.n_train < 1000 else round(0.1 * min(1.0, epochs / 100), 4)
+    if facts.modality == "timeseries" and facts.task == "classify" and facts.channels > 1:
+        given = cfg.modality_args
+        if "mapping" not in given and "norm" not in given:
+            out["adapter_args"] = {"mapping": "square", "norm": "dataset"}
+            why.append(f"time series: {facts.channels} channels -> mapping square, per-channel training-set "
+                       "normalisation (per-case z-normalisation removes level/scale that may carry the class)")
+    return out, why
+
+
+def channel_stats(dataset, channels: int, max_samples: int = 2000) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the observed (finite) values of up to ``max_samples`` raw (C, L) series."""
+    import torch
+
+    total = torch.zeros(channels, dtype=torch.float64)
+    sq = torch.zeros(channels, dtype=torch.float64)
+    count = torch.zeros(channels, dtype=torch.float64)
+    step = max(1, len(dataset) // max_samples)
+    for k in range(0, len(dataset), step):
+        x = torch.as_tensor(dataset[k][0], dtype=torch.float64).reshape(channels, -1)
+        finite = torch.isfinite(x)
+        x0 = torch.where(finite, x, torch.zeros_like(x))
+        total += x0.sum(-1)
+        sq += x0.square().sum(-1)
+        count += finite.sum(-1)
+    mean = total / count.clamp_min(1)
+    std = (sq / count.clamp_min(1) - mean.square()).clamp_min(0).sqrt()
+    std = torch.maximum(std, 1e-6 * (1 + mean.abs()))
+    return [float(v) for v in mean], [float(v) for v in std]

@@ -1,0 +1,139 @@
+"""The automatic recipe (issue 19): its choices on data descriptions, the baselines, and default runs on tiny data."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from lkconv.cli import build_parser, main
+from lkconv.engine.auto_recipe import (SMALL_UNIREPLKNET, DataFacts, auto_batch_size, auto_epochs, choose_recipe,
+                                       modality_defaults)
+from lkconv.engine.baselines import majority_accuracy, nearest_neighbour_accuracy
+from lkconv.engine.config import TrainConfig
+from lkconv.modalities.timeseries.adapter import TimeSeriesAdapter
+
+
+def _cfg(**kw) -> TrainConfig:
+    return TrainConfig(data="/nowhere", out="/tmp/x", **kw)
+
+
+def _facts(n_train, modality="timeseries", raw_shape=(1, 100), classes=(10, 10)) -> DataFacts:
+    return DataFacts(modality=modality, task="classify", n_train=n_train, n_val=10, class_counts=list(classes),
+                     raw_shape=raw_shape)
+
+
+@pytest.mark.parametrize("n", [1, 3, 7, 20, 36, 50, 67, 270, 1352, 60000])
+def test_batch_size_never_exceeds_the_training_set(n):
+    b = auto_batch_size(n, "timeseries")
+    assert 1 <= b <= n and b & (b - 1) == 0 and b <= 64
+    if n >= 32:
+        assert b <= n / 4
+    assert auto_batch_size(n, "video") <= 16
+
+
+def test_small_sets_get_many_epochs_and_large_sets_few():
+    assert auto_epochs(2) == 300 and auto_epochs(21) == 72 and auto_epochs(937) == 20
+
+
+def test_choices_for_a_small_multivariate_series_set():
+    values, reasons = choose_recipe(_cfg(modality="timeseries"), _facts(40, raw_shape=(6, 100)))
+    assert values["batch_size"] == 8 and values["model"] == "unireplknet_a" and "model_args" not in values
+    assert values["epochs"] == 300 and values["lr"] == pytest.approx(1e-3 * (8 / 16) ** 0.5, rel=1e-3)
+    assert values["adapter_args"] == {"mapping": "square", "norm": "dataset"}
+    assert values["drop_path_rate"] == 0.0 and 0 < values["warmup_epochs"] <= 2
+    assert any("batch_size 8" in r for r in reasons)
+
+
+def test_univariate_series_keep_the_gaf_mapping():
+    values, _ = choose_recipe(_cfg(modality="timeseries"), _facts(50))
+    assert "adapter_args" not in values
+
+
+def test_images_get_the_small_model_and_its_lr():
+    values, _ = choose_recipe(_cfg(modality="image"), _facts(1352, "image", (1, 32, 32), [135] * 10))
+    assert values["model_args"] == SMALL_UNIREPLKNET and values["batch_size"] == 64
+    assert values["lr"] == pytest.approx(2e-3 * (64 / 32) ** 0.5, rel=1e-3) and values["drop_path_rate"] > 0
+
+
+def test_the_rule_is_deterministic():
+    facts = _facts(270, raw_shape=(12, 29))
+    assert choose_recipe(_cfg(modality="timeseries"), facts) == choose_recipe(_cfg(modality="timeseries"), facts)
+
+
+def test_user_values_win():
+    cfg = _cfg(modality="timeseries", batch_size=32, epochs=7, lr=0.01, model="unireplknet_a", warmup_epochs=1.0,
+               drop_path_rate=0.2, eval_every=3, modality_args={"norm": "instance"})
+    values, _ = choose_recipe(cfg, _facts(40, raw_shape=(6, 100)))
+    assert values == {}
+    changes, _ = modality_defaults(_cfg(modality="pointcloud", img_size=48, modality_args={"rotation": "z"}))
+    assert changes == {}
+
+
+def test_point_clouds_default_to_random_poses():
+    changes, reasons = modality_defaults(_cfg(modality="pointcloud"))
+    assert changes == {"img_size": 32, "modality_args": {"rotation": "so3"}} and reasons
+
+
+def test_dataset_norm_uses_the_training_statistics():
+    adapter = TimeSeriesAdapter(in_chans=2, length=8, mapping="square", norm="dataset", channel_mean=[1.0, -2.0],
+                                channel_std=[2.0, 4.0])
+    x = torch.tensor([[[3.0] * 8, [2.0] * 8]])
+    z, _, _, _ = adapter.normalise(x)
+    assert torch.allclose(z, torch.tensor([[[1.0] * 8, [1.0] * 8]]))
+    assert adapter.config()["channel_std"] == [2.0, 4.0]
+    with pytest.raises(ValueError, match="channel_mean"):
+        TimeSeriesAdapter(in_chans=2, length=8, norm="dataset").normalise(x)
+
+
+def test_baselines():
+    assert majority_accuracy([0, 0, 1], [0, 1, 1, 1]) == 0.25
+    train = [(torch.tensor([float(i % 2), 1.0 - i % 2, 0.5]), i % 2) for i in range(10)]
+    val = [(torch.tensor([1.0, 0.0, 0.4]), 1), (torch.tensor([0.0, 1.0, 0.6]), 0)]
+    assert nearest_neighbour_accuracy(train, val) == 1.0
+
+
+def test_help_lists_every_option_with_description_and_default():
+    train = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "train")[1]
+    options = {a.dest: a for a in train._actions if a.dest not in ("help", "config")}
+    assert set(options) == {f for f in TrainConfig.__dataclass_fields__}
+    for dest, action in options.items():
+        assert action.help and "default:" in action.help, dest
+    assert "default: auto" in options["batch_size"].help and "default: 10.0" in options["budget"].help
+
+
+def _series_npz(folder, n_train=20, n_val=12, channels=3):
+    rng = np.random.default_rng(0)
+    for split, n in (("TRAIN", n_train), ("TEST", n_val)):
+        y = np.arange(n) % 2
+        x = rng.normal(size=(n, channels, 30)).astype("float32") + 3.0 * y[:, None, None]
+        np.savez(folder / f"Toy_{split}.npz", X=x, y=y.astype(str))
+    return folder / "Toy_TRAIN.npz"
+
+
+def test_default_series_run_on_20_cases(tmp_path, capsys):
+    """Before the automatic recipe: `batch_size 64 is larger than the training set (20 samples)`."""
+    data = _series_npz(tmp_path)
+    out = tmp_path / "run"
+    assert main(["train", "--modality", "timeseries", "--data", str(data), "--out", str(out), "--budget", "0.1",
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "train 20 samples, val 12 samples, 2 classes" in printed and "recipe (* = chosen" in printed
+    assert "majority class 50.00%" in printed and "1-NN on the raw input" in printed
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["batch_size"] == 8 and config["resolved"]["auto"]["batch_size"] == 8
+    assert config["resolved"]["auto"]["adapter_args"] == {"mapping": "square", "norm": "dataset"}
+    assert config["resolved"]["baselines"]["majority_accuracy"] == 0.5
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert float(rows[-1]["baseline_majority_accuracy"]) == 0.5 and float(rows[-1]["val_accuracy"]) >= 0.9
+
+
+def test_default_image_run_on_a_small_folder(image_folder, tmp_path, capsys):
+    """~28 training images: the old fixed batch 64 stopped with an error; the small model is chosen."""
+    out = tmp_path / "run"
+    assert main(["train", "--modality", "image", "--data", str(image_folder), "--out", str(out), "--epochs", "2",
+                 "--img-size", "16", "--no-progress"]) == 0
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["batch_size"] == 8 and config["model_args"] == SMALL_UNIREPLKNET
+    assert "result: val accuracy" in capsys.readouterr().out
