@@ -67,7 +67,9 @@ def check_onnx(path: str | Path, model: nn.Module, example_input: torch.Tensor) 
     ort = _need("onnxruntime")
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
-    got = torch.from_numpy(sess.run(None, {name: example_input.numpy()})[0])
-    with torch.no_grad():
-        want = model.eval()(example_input)
+    got = torch.from_numpy(sess.run(None, {name: example_input.detach().cpu().float().numpy()})[0])
+    with torch.no_grad():  # PyTorch on the model's device (a CUDA model included), compared on the CPU
+        p = next(iter(model.parameters()), None)
+        device = p.device if p is not None else torch.device("cpu")
+        want = model.eval()(example_input.to(device)).float().cpu()
     return ((got - want).abs().max() / want.abs().max().clamp_min(1e-12)).item()

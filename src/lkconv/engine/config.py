@@ -44,13 +44,13 @@ class TrainConfig:
     accum_steps: int = 1
     mixup: float | None = None  # None: the recipe value for images when epochs >= 100, else off
     cutmix: float | None = None
-    amp: bool = False  # bf16 autocast
+    amp: bool | None = None  # None: on for CUDA (bf16, else fp16 + grad scaler), off on the CPU; True: bf16 on CPU
     grad_checkpointing: bool = False
     channels_last: bool = False
     compile: bool = False
     seed: int = 0
     deterministic: bool = True
-    num_workers: int = 0
+    num_workers: int | None = None  # loader processes; None: from the cores per process (lkconv.engine.device)
     val_split: float = 0.2  # held out (stratified, seeded) when the data has no val/ or test/ split
     img_size: int | None = None  # image/video side; None: the modality default
     lookback: int | None = None  # forecasting window
@@ -64,6 +64,7 @@ class TrainConfig:
     resume: bool = False
     model_args: dict = field(default_factory=dict)  # extra create_model arguments
     modality_args: dict = field(default_factory=dict)  # adapter and reader options of the modality
+    device: str = "auto"  # auto (CUDA when available), cpu, cuda or cuda:N; see lkconv.engine.device
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -88,7 +89,9 @@ class TrainConfig:
         _choice("on_bad_file", self.on_bad_file, ("skip", "error"))
         for key in ("epochs", "batch_size", "accum_steps", "eval_every"):
             _at_least(key, getattr(self, key), 1)
-        _at_least("num_workers", self.num_workers, 0)
+        if self.num_workers is not None:
+            _at_least("num_workers", self.num_workers, 0)
+        _check_device_name(self.device)
         for key in ("img_size", "lookback", "horizon", "max_train_samples", "max_val_samples"):
             if getattr(self, key) is not None:
                 _at_least(key, getattr(self, key), 1)
@@ -122,6 +125,15 @@ def _check_modality_and_task(modality: str, task: str) -> None:
     if task not in get_modality(modality).tasks:
         serving = [m for m in modality_names() if task in get_modality(m).tasks]
         raise ConfigError(f"task: {task!r} needs modality {' or '.join(map(repr, serving))}, got modality {modality!r}")
+
+
+def _check_device_name(device: str) -> None:
+    """The name only (``cuda`` on a machine without CUDA is judged when the run starts, so configs travel)."""
+    from .device import DEVICE_CHOICES
+
+    d = device.strip().lower()
+    if not (d in ("auto", "cpu", "cuda") or (d.startswith("cuda:") and d[5:].isdigit())):
+        raise ConfigError(f"device: {device!r} is not accepted; choose one of {DEVICE_CHOICES}")
 
 
 def _choice(key: str, value: Any, accepted: tuple) -> None:
