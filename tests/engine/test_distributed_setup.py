@@ -46,35 +46,28 @@ def test_plan_refuses_cuda_without_cuda():
         plan_distributed("cuda", TORCHRUN, CPU_TORCH)
 
 
-class _Recorder:
-    def __init__(self):
-        self.calls = []
-
-
-def test_setup_binds_the_gpu_before_nccl(monkeypatch):
-    rec = _Recorder()
-    monkeypatch.setattr(distributed, "plan_distributed",
-                        lambda device: plan_distributed(device, TORCHRUN, FOUR_GPUS))
-    monkeypatch.setattr(torch.cuda, "set_device", lambda i: rec.calls.append(("set_device", i)))
+@pytest.fixture
+def fake_group(monkeypatch):
+    """torchrun's rank 2 of 4 on a 4-GPU node; records set_device and init_process_group calls in order."""
+    calls = []
+    monkeypatch.setattr(distributed, "plan_distributed", lambda device: plan_distributed(device, TORCHRUN, FOUR_GPUS))
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: calls.append(("set_device", i)))
     monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
-    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend: rec.calls.append(("init", backend)))
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend: calls.append(("init", backend)))
     monkeypatch.setattr(distributed.dist, "get_rank", lambda: 2)
     monkeypatch.setattr(distributed.dist, "get_world_size", lambda: 4)
+    return calls
+
+
+def test_setup_binds_the_gpu_before_nccl(fake_group):
     info = distributed.setup_distributed("auto")
-    assert rec.calls == [("set_device", 2), ("init", "nccl")]
+    assert fake_group == [("set_device", 2), ("init", "nccl")]
     assert (info.rank, info.world_size, info.local_rank, info.backend, str(info.device)) == (2, 4, 2, "nccl", "cuda:2")
 
 
-def test_setup_on_cpu_uses_gloo_and_no_gpu(monkeypatch):
-    rec = _Recorder()
-    monkeypatch.setattr(distributed, "plan_distributed", lambda device: plan_distributed(device, TORCHRUN, FOUR_GPUS))
-    monkeypatch.setattr(torch.cuda, "set_device", lambda i: rec.calls.append(("set_device", i)))
-    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
-    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend: rec.calls.append(("init", backend)))
-    monkeypatch.setattr(distributed.dist, "get_rank", lambda: 2)
-    monkeypatch.setattr(distributed.dist, "get_world_size", lambda: 4)
+def test_setup_on_cpu_uses_gloo_and_no_gpu(fake_group):
     info = distributed.setup_distributed("cpu")
-    assert rec.calls == [("init", "gloo")] and info.device == torch.device("cpu")
+    assert fake_group == [("init", "gloo")] and info.device == torch.device("cpu")
 
 
 def test_single_process_setup_joins_nothing(monkeypatch):
