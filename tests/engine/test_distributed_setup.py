@@ -14,6 +14,8 @@ NO_GPU = CudaProbe(built=True, count=0)
 CPU_TORCH = CudaProbe(built=False, count=0)
 FOUR_GPUS = CudaProbe(built=True, count=4, bf16=(True,) * 4)
 TORCHRUN = {"WORLD_SIZE": "4", "RANK": "2", "LOCAL_RANK": "2", "LOCAL_WORLD_SIZE": "4"}
+ONE_PROCESS_TORCHRUN = {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "TORCHELASTIC_RUN_ID": "x",
+                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
 
 
 @pytest.mark.parametrize("device, env, probe, backend, want_device, sync_bn", [
@@ -24,11 +26,14 @@ TORCHRUN = {"WORLD_SIZE": "4", "RANK": "2", "LOCAL_RANK": "2", "LOCAL_WORLD_SIZE
     ("cpu", TORCHRUN, FOUR_GPUS, "gloo", "cpu", "lkconv"),          # CUDA present but unused: never nccl
     ("auto", TORCHRUN, NO_GPU, "gloo", "cpu", "lkconv"),
     ("auto", TORCHRUN, CPU_TORCH, "gloo", "cpu", "lkconv"),
+    ("auto", {**ONE_PROCESS_TORCHRUN}, FOUR_GPUS, "nccl", "cuda:0", "torch"),  # a group of one: the DDP path
+    ("cpu", {**ONE_PROCESS_TORCHRUN}, FOUR_GPUS, "gloo", "cpu", "lkconv"),
+    ("auto", {"WORLD_SIZE": "1", "MASTER_ADDR": "h"}, FOUR_GPUS, None, "cuda:0", None),  # not torchrun
 ])
 def test_plan(device, env, probe, backend, want_device, sync_bn):
     plan = plan_distributed(device, env, probe)
     assert (plan.backend, str(plan.device), plan.sync_bn) == (backend, want_device, sync_bn)
-    assert plan.world_size == int(env.get("WORLD_SIZE", "1"))
+    assert plan.world_size == int(env.get("WORLD_SIZE", "1")) and plan.local_rank == int(env.get("LOCAL_RANK", "0"))
 
 
 def test_plan_refuses_one_gpu_for_every_process():
@@ -75,6 +80,10 @@ def test_single_process_setup_joins_nothing(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "1")
     info = distributed.setup_distributed("cpu")
     assert not info.enabled and info.backend is None and info.device.type == "cpu"
+
+
+def test_a_group_of_one_is_enabled():
+    assert DistInfo(0, 1, 0, "nccl", torch.device("cuda", 0)).enabled and not DistInfo().enabled
 
 
 def _bn_net():

@@ -32,7 +32,8 @@ class DistInfo:
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        """Whether this process is in a process group (``torchrun`` started it; a group of one included)."""
+        return self.world_size > 1 or self.backend is not None
 
     @property
     def is_main(self) -> bool:
@@ -55,7 +56,8 @@ def plan_distributed(device: str | torch.device | None = "auto", env: Mapping[st
                      probe: CudaProbe | None = None) -> DistPlan:
     """The backend, device and SyncBatchNorm for this process under ``env`` (default ``os.environ``).
 
-    Under ``torchrun`` (``WORLD_SIZE`` > 1) with ``auto`` or ``cuda`` and GPUs present, each process takes
+    Under ``torchrun`` (any ``--nproc_per_node``, 1 included: a group of one runs the DDP path, which is how a
+    one-GPU machine checks it) with ``auto`` or ``cuda`` and GPUs present, each process takes
     ``cuda:LOCAL_RANK`` and nccl; on the CPU (``--device cpu``, or no GPU with ``auto``) gloo. An explicit
     ``cuda:N`` would put every process on one GPU, so it is refused there.
     """
@@ -63,7 +65,8 @@ def plan_distributed(device: str | torch.device | None = "auto", env: Mapping[st
     probe = probe or cuda_probe()
     world = int(env.get("WORLD_SIZE", "1"))
     local_rank = int(env.get("LOCAL_RANK", "0"))
-    if world <= 1:
+    launched = "TORCHELASTIC_RUN_ID" in env and "MASTER_ADDR" in env  # torchrun, even --nproc_per_node 1
+    if world <= 1 and not launched:
         return DistPlan(1, 0, None, resolve_device(device, probe), None)
     text = "auto" if device is None else str(device).strip().lower()
     if text.startswith("cuda:"):

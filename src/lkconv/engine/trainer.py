@@ -140,7 +140,7 @@ class Trainer:
             self._restore(state)
         if info.is_main:
             resolved = {**self.recipe, "device": str(self.device), "precision": self.precision.describe(),
-                        "num_workers": self.loader.num_workers}
+                        "num_workers": self.loader.num_workers, "backend": info.backend}
             self.run.write_config({**cfg.to_dict(), "resolved": resolved}, self.model_config)
         self.train_model: nn.Module = wrap_ddp(self.model, info)
         self.forward = torch.compile(self.train_model, dynamic=False) if cfg.compile else self.train_model
