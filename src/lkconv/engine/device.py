@@ -207,3 +207,5 @@ def configure_backends(device: torch.device, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = not deterministic
         if deterministic:
             torch.backends.cudnn.deterministic = True
+            # cuBLAS is deterministic only with a fixed workspace; read when its first handle is created
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

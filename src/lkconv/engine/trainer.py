@@ -123,6 +123,7 @@ class Trainer:
         self.scaler = self.precision.make_scaler()
         self.channels_last = cfg.channels_last or self.device.type == "cuda"
         self.loader = loader_settings(self.device, cfg.num_workers)
+        self._said_data_bound = False
         self.recipe = resolve_recipe(cfg)
         self.data = build_data(cfg)
         self.feeder = EpochFeeder(self.data.train, self.loader)
@@ -244,7 +245,8 @@ class Trainer:
         timing = {"train_samples_per_s": seen / elapsed, "epoch_seconds": elapsed, "data_wait_seconds": waited}
         if cuda:
             timing["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
-        if info.is_main and elapsed > 0 and waited / elapsed > DATA_BOUND_FRACTION:
+        if info.is_main and elapsed > 0 and waited / elapsed > DATA_BOUND_FRACTION and not self._said_data_bound:
+            self._said_data_bound = True  # once per run; the column in metrics.csv has every epoch
             print(f"note: data-bound: epoch {epoch + 1} waited {waited:.1f} s of {elapsed:.1f} s for batches "
                   f"({self.loader.num_workers} loader workers); raise --num-workers or cache/resize the data",
                   flush=True)
