@@ -44,6 +44,7 @@ import copy
 import torch
 from torch import nn
 
+from ..engine.device import model_device
 from ..layers.conv_bn import fold_preceding_bn
 from ..layers.norm import LayerNorm2d
 from ..models._base import StagedConvNet
@@ -222,11 +223,6 @@ def _auto_micro_batch(net: nn.Module, example: torch.Tensor) -> int | None:
     return max(1, MICRO_BATCH_ELEMENTS // per_sample)
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    p = next(iter(model.parameters()), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
 @torch.no_grad()
 def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, *, dtype: torch.dtype = torch.float32,
                            compile: bool = False, channels_last: bool = True,
@@ -255,7 +251,7 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, *, dty
     """
     if not (micro_batch is None or micro_batch == "auto" or (isinstance(micro_batch, int) and micro_batch > 0)):
         raise ValueError(f"micro_batch must be a positive int, 'auto' or None, got {micro_batch!r}")
-    device = _device_of(model)
+    device = model_device(model)
     on_cpu = device.type == "cpu"
     allowed = (torch.float32, torch.bfloat16) if on_cpu else (torch.float32, torch.bfloat16, torch.float16)
     if dtype not in allowed:

@@ -24,7 +24,7 @@ import torch
 
 __all__ = ["DEVICE_CHOICES", "CudaProbe", "DeviceError", "LoaderSettings", "Precision", "choose_precision",
            "configure_backends", "cores_per_process", "cuda_probe", "default_num_workers", "loader_settings",
-           "move_batch", "resolve_device"]
+           "model_device", "move_batch", "resolve_device"]
 
 #: What ``--device`` accepts, for error messages and ``--help``.
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
@@ -188,6 +188,12 @@ def loader_settings(device: torch.device, num_workers: int | None, cores: int | 
     workers = num_workers > 0
     return LoaderSettings(num_workers, pin_memory=gpu, non_blocking=gpu, persistent_workers=workers,
                           prefetch_factor=4 if workers else None)
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where ``model``'s parameters are (the CPU for a model without any)."""
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
 
 
 def move_batch(x: torch.Tensor, y: torch.Tensor, device: torch.device, *, non_blocking: bool = False,

@@ -14,7 +14,7 @@ from .._atomic import atomic_write_text
 from ..modalities import build_data, load_for_predict
 from .batches import batch_loader, epoch_batches
 from .config import TrainConfig
-from .device import choose_precision, loader_settings, move_batch, resolve_device
+from .device import choose_precision, loader_settings, model_device, move_batch, resolve_device
 from .distributed import DistInfo, all_reduce_sum
 from .run_dir import RunDir, RunError, load_run
 from .tasks import get_task
@@ -32,7 +32,7 @@ def evaluate_model(model: nn.Module, dataset, *, batch_size: int, task: str = "c
     (see :func:`lkconv.engine.device.choose_precision`); ``num_workers=None`` chooses the loader workers.
     """
     info = info or DistInfo()
-    device = device or _model_device(model)
+    device = device or model_device(model)
     settings = loader_settings(device, num_workers)
     scorer = get_task(task)
     was = model.training
@@ -52,11 +52,6 @@ def evaluate_model(model: nn.Module, dataset, *, batch_size: int, task: str = "c
     if n == 0:
         return {"num_samples": 0}
     return {**scorer.eval_metrics(sums), "num_samples": int(n)}
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    p = next(iter(model.parameters()), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 def run_train_config(run_dir: str | Path) -> TrainConfig:

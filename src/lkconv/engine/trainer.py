@@ -267,7 +267,8 @@ class Trainer:
         with no_sync():
             with amp:
                 out = self.forward(x)
-            loss = self.task.loss(out, target, cfg.label_smoothing)
+            # on CUDA the loss is taken in fp32 (autocast's fp16/bf16 logits lose digits in the softmax)
+            loss = self.task.loss(out.float() if self.device.type == "cuda" else out, target, cfg.label_smoothing)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"loss became {loss.item()} at epoch {epoch + 1}, step {self.step + 1}; training stopped. The "
