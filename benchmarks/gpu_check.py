@@ -30,9 +30,9 @@ import torch
 
 #: fp32 ``optimize_for_inference`` against eager, relative to the largest output (the CPU path's bound).
 FP32_RTOL = 1e-4
-#: fp16/bf16 against fp32 eager: relative difference, and the share of equal top-1 classes on random inputs.
+#: fp16/bf16 against fp32 eager: the largest difference over the output range (as the CPU bf16 test); the top-1
+#: agreement asked is 99 % on the trained run's validation images, 75 % on a random-weight model's noise outputs.
 LOW_RTOL = 5e-2
-LOW_TOP1 = 0.9
 #: A depthwise plan slower than this multiple of cuDNN in the input's layout is a failure (it should never be: the
 #: planner measures cuDNN too).
 PLAN_SLOWDOWN = 1.5
@@ -127,7 +127,7 @@ def check_train_resume(args: argparse.Namespace, out: Path) -> Callable[[Check],
     return run
 
 
-def check_eval_predict(out: Path) -> Callable[[Check], None]:
+def check_eval_predict(device: torch.device, out: Path) -> Callable[[Check], None]:
     def run(c: Check) -> None:
         import numpy as np
         from PIL import Image
@@ -135,7 +135,7 @@ def check_eval_predict(out: Path) -> Callable[[Check], None]:
         from lkconv.engine.evaluate import evaluate_run, predict_files
 
         run_dir = out / "run"
-        gpu = evaluate_run(run_dir, device="cuda")
+        gpu = evaluate_run(run_dir, device=device)
         cpu = evaluate_run(run_dir, device="cpu")
         n = gpu["num_samples"]
         files = []
@@ -144,7 +144,7 @@ def check_eval_predict(out: Path) -> Callable[[Check], None]:
             f = out / f"sample{i}.png"
             Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(f)
             files.append(f)
-        on_gpu = predict_files(run_dir, files, device="cuda", top_k=1)
+        on_gpu = predict_files(run_dir, files, device=device, top_k=1)
         on_cpu = predict_files(run_dir, files, device="cpu", top_k=1)
         same = sum(a["top"][0][0] == b["top"][0][0] for a, b in zip(on_gpu, on_cpu))
         c.data = {"cuda": gpu, "cpu": cpu, "predict_same_top1": same}
@@ -157,35 +157,47 @@ def check_eval_predict(out: Path) -> Callable[[Check], None]:
     return run
 
 
+def _val_inputs(run_dir: Path, n: int) -> torch.Tensor:
+    """The first ``n`` raw validation samples of a run (real inputs: top-1 agreement means something on them)."""
+    from lkconv.engine.evaluate import run_train_config
+    from lkconv.modalities import build_data
+
+    val = build_data(run_train_config(run_dir).replace(resume=False)).val
+    return torch.stack([val[i][0] for i in range(min(n, len(val)))])
+
+
 def check_optimize(device: torch.device, out: Path) -> Callable[[Check], None]:
     def run(c: Check) -> None:
         import lkconv
         from lkconv.deploy import optimize_for_inference
         from lkconv.engine.run_dir import load_run
 
-        cases = [("run model", load_run(out / "run"), (16, *load_run(out / "run").run_config["raw_shape"])),
-                 ("unireplknet_a@224", lkconv.create_model("unireplknet_a", num_classes=1000).eval(), (8, 3, 224, 224))]
+        # the trained run's model on its validation images, and a full-size UniRepLKNet-A at 224 (random weights)
+        cases = [("run model", load_run(out / "run"), _val_inputs(out / "run", 256), 0.99),
+                 ("unireplknet_a@224", lkconv.create_model("unireplknet_a", num_classes=10).eval(),
+                  torch.randn(8, 3, 224, 224), 0.75)]
         lines = []
-        for name, model, shape in cases:
-            model = model.to(device)
-            x = torch.randn(*shape, device=device)
+        for name, model, x, min_top1 in cases:
+            model, x = model.to(device), x.to(device)
             with torch.no_grad():
                 ref = model(x).float()
-            fast = optimize_for_inference(model, x)
+            fast = optimize_for_inference(model, x[:64])
             got = fast(x)
             rel = _rel(got, ref)
             assert got.device.type == "cuda" and rel <= FP32_RTOL, f"{name}: fp32 differs by {rel:.2e}"
-            res = {"fp32": rel}
+            res: dict[str, Any] = {"fp32_rel": rel}
             for dtype in (torch.float16, torch.bfloat16):
-                low = optimize_for_inference(model, x, dtype=dtype)(x)
+                low = optimize_for_inference(model, x[:64], dtype=dtype)(x)
                 top1 = (low.argmax(-1) == ref.argmax(-1)).float().mean().item()
-                r = _rel(low, ref)
-                res[str(dtype)] = {"rel": r, "top1": top1}
-                assert torch.isfinite(low).all() and r <= LOW_RTOL and top1 >= LOW_TOP1, f"{name} {dtype}: {r}, {top1}"
+                spread = ((low - ref).abs().max() / (ref.max() - ref.min()).clamp_min(1e-12)).item()
+                res[str(dtype)] = {"diff_over_range": spread, "top1_agreement": top1}
+                assert torch.isfinite(low).all(), f"{name} {dtype}: non-finite outputs"
+                assert spread <= LOW_RTOL and top1 >= min_top1, f"{name} {dtype}: {spread:.2e}, top-1 {top1:.0%}"
             c.data[name] = res
-            lines.append(f"{name}: fp32 {rel:.1e}, fp16 {res['torch.float16']['rel']:.1e} "
-                         f"(top-1 {res['torch.float16']['top1']:.0%}), bf16 {res['torch.bfloat16']['rel']:.1e} "
-                         f"(top-1 {res['torch.bfloat16']['top1']:.0%})")
+            f16, b16 = res["torch.float16"], res["torch.bfloat16"]
+            lines.append(f"{name} (batch {x.shape[0]}): fp32 {rel:.1e}; fp16 {f16['diff_over_range']:.1e} of the "
+                         f"range, top-1 {f16['top1_agreement']:.0%}; bf16 {b16['diff_over_range']:.1e}, top-1 "
+                         f"{b16['top1_agreement']:.0%}")
         c.ok, c.detail = True, "; ".join(lines)
 
     return run
@@ -293,7 +305,7 @@ def report(checks: list[Check], device: torch.device) -> str:
     props = torch.cuda.get_device_properties(device)
     head = [f"# lkconv GPU check: {props.name} ({props.total_memory / 2**30:.0f} GiB, compute capability "
             f"{props.major}.{props.minor}), torch {torch.__version__}, CUDA {torch.version.cuda}, "
-            f"cuDNN {torch.backends.cudnn.version()}", ""]
+            f"cuDNN {torch.backends.cudnn.version()}; TF32 off", ""]
     body = []
     for c in checks:
         state = {True: "PASS", False: "FAIL", None: "SKIP"}[c.ok]
@@ -311,13 +323,16 @@ def main(argv: list[str] | None = None) -> int:
     except DeviceError as e:
         print(f"gpu_check: refusing to run: {e}", file=sys.stderr)
         return 2
+    # fp32 means fp32 here: TF32 convolutions/matmuls (cuDNN's default on Ampere+) would not meet 1e-4
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     steps: list[tuple[str, Callable[[Check], None]]] = [
         ("train 1 epoch on CUDA, resume for a 2nd", check_train_resume(args, out)),
-        ("evaluate and predict (CUDA vs CPU)", check_eval_predict(out)),
+        ("evaluate and predict (CUDA vs CPU)", check_eval_predict(device, out)),
         ("optimize_for_inference on CUDA (fp32, fp16, bf16)", check_optimize(device, out)),
         ("ONNX export of the CUDA model", check_onnx(device, out)),
     ]
