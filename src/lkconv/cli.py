@@ -93,6 +93,19 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, dest=f.name, type=base, default=None, metavar=f.name.upper(), help=text)
 
 
+def _add_device_option(p: argparse.ArgumentParser) -> None:
+    """``--device`` for every command that runs a model (``train`` has it as the config key ``device``)."""
+    p.add_argument("--device", default="auto", metavar="DEVICE",
+                   help="auto (CUDA when available, default), cpu, cuda or cuda:N")
+
+
+def _device(args: argparse.Namespace):
+    """The ``torch.device`` of ``--device`` (a clear error when CUDA is asked for but absent)."""
+    from .engine.device import resolve_device
+
+    return resolve_device(getattr(args, "device", "auto"))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -109,7 +122,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .engine.evaluate import evaluate_run
 
-    metrics = evaluate_run(args.run, args.data, weights=args.weights, batch_size=args.batch_size)
+    metrics = evaluate_run(args.run, args.data, weights=args.weights, batch_size=args.batch_size,
+                           device=_device(args))
     print(json.dumps(metrics, indent=2))
     print(f"written: {args.run}/metrics.json")
     return 0
@@ -118,7 +132,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .engine.evaluate import predict_files, prediction_lines
 
-    rows = predict_files(args.run, args.files, weights=args.weights, top_k=args.top_k)
+    rows = predict_files(args.run, args.files, weights=args.weights, top_k=args.top_k, device=_device(args))
     for line in prediction_lines(args.run, rows):  # the run's task decides the lines
         print(line)
     return 0
@@ -160,6 +174,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from .models import create_model, reparameterize_model
 
     chans = {"in_chans": args.in_chans} if args.in_chans else {}
+    device = _device(args) if args.device != "auto" else None  # auto: the CPU, which is what profile models
     model = create_model(args.model, num_classes=args.num_classes, **chans)
     model.eval()
     if args.deploy:
@@ -170,6 +185,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
         x = torch.randn(args.batch_size, in_chans, args.img_size or default[1])
     else:
         x = torch.randn(args.batch_size, in_chans, args.img_size or 224, args.img_size or 224)
+    if device is not None and device.type != "cpu":
+        raise ValueError("profile measures the CPU (its waterline is a CPU roofline); use --device cpu, or "
+                         "benchmarks/gpu_check.py for GPU timings")
     rep = profile_model(model, x, repeats=args.repeats, name=args.model)
     d = rep.to_dict()
     print(f"{args.model} input {list(x.shape)} ({'deploy' if args.deploy else 'train'} structure, "
@@ -213,7 +231,8 @@ def _model_from_args(args: argparse.Namespace):
         # the model's own input shape, its spatial (or, for a sequence model, time) sides set to --img-size
         default = tuple(getattr(model, "default_input_size", (3, 224, 224)))
         shape = (default[0], *([args.img_size] * (len(default) - 1)))
-    return model, torch.randn(args.batch_size, *shape)
+    device = _device(args)
+    return model.to(device), torch.randn(args.batch_size, *shape).to(device)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -239,6 +258,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     model, x = _model_from_args(args)
     dtype = torch.bfloat16 if args.bf16 else torch.float32
+    if getattr(args, "fp16", False):
+        dtype = torch.float16
     optimize_for_inference(model, x, dtype=dtype)  # measures and persists a plan for every depthwise shape
     print(f"tuned depthwise plans for {args.run or args.model} at {list(x.shape)} ({dtype}); cache: {cache_dir()}")
     return 0
@@ -314,6 +335,7 @@ def cmd_erf(args: argparse.Namespace) -> int:
     if args.checkpoint and len(args.model or []) != 1:
         raise ValueError(f"--checkpoint loads into one --model, got {len(args.model or [])} --model names")
     out = Path(args.out)
+    device = _device(args)
     maps, results = {}, {}
     for name, run in sources:
         label, model, fn, in_chans = _analysis_model(name, run, args.checkpoint, args.num_classes)
@@ -338,7 +360,8 @@ def cmd_erf(args: argparse.Namespace) -> int:
             raw = torch.stack([val[i][0] for i in range(min(args.num_inputs, len(val)))])
             with torch.no_grad():
                 inputs = model.adapter.eval()(raw)
-        erf = compute_erf(fn, inputs, num_inputs=args.num_inputs, size=size, in_chans=in_chans)
+        model.to(device)
+        erf = compute_erf(fn, inputs, num_inputs=args.num_inputs, size=size, in_chans=in_chans, device=device)
         maps[label] = erf
         results[label] = analyze_erf(erf)
         out.mkdir(parents=True, exist_ok=True)
@@ -357,7 +380,8 @@ def cmd_shape_bias(args: argparse.Namespace) -> int:
     from .analysis.shape_bias import evaluate_shape_bias
 
     _, model, _, _ = _analysis_model(args.model, None, args.checkpoint)
-    result = evaluate_shape_bias(model, args.data, batch_size=args.batch_size, img_size=args.img_size)
+    result = evaluate_shape_bias(model, args.data, batch_size=args.batch_size, img_size=args.img_size,
+                                 device=_device(args))
     print(json.dumps(result, indent=2))
     if result["shape_bias"] is None:  # null in the JSON alone reads like a bug
         print(f"note: shape bias undefined: none of the {result['num_conflict']} cue-conflict decisions matched the "
@@ -372,6 +396,7 @@ def cmd_filters(args: argparse.Namespace) -> int:
     if args.checkpoint and args.run:
         raise ValueError("--checkpoint loads into --model; a --run brings its own weights")
     label, model, _, _ = _analysis_model(args.model, args.run, args.checkpoint, args.num_classes)
+    model.to(_device(args))  # the statistics are computed in float64 on the CPU whatever the device
     rows = kernel_stats(model, reparameterize=True, min_kernel_size=args.min_kernel_size)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -431,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="PATH or builtin:NAME (default: the run's validation split)")
     p.add_argument("--weights", default="model", help="model (final), best, or a file in the run")
     p.add_argument("--batch-size", type=int)
+    _add_device_option(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="top class of each input file (forecasting runs: the forecast values)")
@@ -438,6 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="model")
     p.add_argument("--top-k", type=int, default=1)
     p.add_argument("files", nargs="+")
+    _add_device_option(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("data", help="built-in data sets")
@@ -457,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deploy", action=argparse.BooleanOptionalAction, default=True, help="fuse first (default)")
     p.add_argument("--repeats", type=_int_at_least(1), default=5)
     p.add_argument("--out", help="folder for profile.json and profile.png (default runs/profile/MODEL)")
+    _add_device_option(p)
     p.set_defaults(func=cmd_profile)
 
     def model_source(p):
@@ -466,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--img-size", type=int, default=224)
         p.add_argument("--batch-size", type=int, default=1)
         p.add_argument("--num-classes", type=int, default=1000)
+        _add_device_option(p)
 
     p = sub.add_parser("export", help="ONNX export of the fused model with a dynamic batch (extra [onnx])")
     model_source(p)
@@ -478,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tune", help="measure and cache depthwise-conv plans for a model and input shape")
     model_source(p)
     p.add_argument("--bf16", action="store_true")
+    p.add_argument("--fp16", action="store_true", help="fp16 plans (CUDA only)")
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("bench", help="run a benchmark script: models, dwconv, longconv, train, modalities, families")
@@ -496,6 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-inputs", type=_int_at_least(1), default=8)
     p.add_argument("--data", help="with --run: use these inputs (PATH or builtin:NAME) instead of noise")
     p.add_argument("--out", default="runs/erf")
+    _add_device_option(p)
     p.set_defaults(func=cmd_erf)
 
     p = sub.add_parser("shape-bias", help="cue-conflict shape bias of an ImageNet classifier (16-class mapping)")
@@ -505,6 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cue-conflict stimuli: <DIR>/<shape>/<shape><n>-<texture><m>.png (texture-vs-shape, CC-BY-4.0)")
     p.add_argument("--img-size", type=_int_at_least(32, _SIDE), default=224)
     p.add_argument("--batch-size", type=_int_at_least(1), default=16)
+    _add_device_option(p)
     p.set_defaults(func=cmd_shape_bias)
 
     p = sub.add_parser("filters", help="statistics and images of the (fused) depthwise kernels")
@@ -516,6 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classes of the --checkpoint's head (default 1000)")
     p.add_argument("--min-kernel-size", type=_int_at_least(1), default=2)
     p.add_argument("--out", default="runs/filters")
+    _add_device_option(p)
     p.set_defaults(func=cmd_filters)
 
     p = sub.add_parser("demo", help="the built-in end-to-end job (what `make demo` runs): train, evaluate, fuse")

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..engine.device import model_device
 from ..models._reparam import reparameterize_model
 
 __all__ = ["export_onnx", "check_onnx"]
@@ -67,7 +68,7 @@ def check_onnx(path: str | Path, model: nn.Module, example_input: torch.Tensor) 
     ort = _need("onnxruntime")
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
-    got = torch.from_numpy(sess.run(None, {name: example_input.numpy()})[0])
-    with torch.no_grad():
-        want = model.eval()(example_input)
+    got = torch.from_numpy(sess.run(None, {name: example_input.detach().cpu().float().numpy()})[0])
+    with torch.no_grad():  # PyTorch on the model's device (a CUDA model included), compared on the CPU
+        want = model.eval()(example_input.to(model_device(model))).float().cpu()
     return ((got - want).abs().max() / want.abs().max().clamp_min(1e-12)).item()

@@ -20,6 +20,11 @@ generic passes over an ``eval()`` copy; a pass that finds nothing to do changes 
 Around them: one memory format for the whole network (channels_last: NHWC in memory, NCHW logically, so no
 block pays a layout round trip), optionally bf16 and ``torch.compile`` (``dynamic=False``).
 
+On CUDA (a model whose parameters are on a GPU) the same passes run and the layout is kept; the C kernels of
+:mod:`lkconv.ops.fused` never see a GPU tensor (each entry falls back to its torch formula off the CPU), the depthwise
+plans are measured among cuDNN in either layout and the FFT, the pointwise paths are not measured (off the CPU they
+are all ``F.conv2d``), there is no micro-batching (a CPU-cache measure), and fp16 is allowed besides bf16.
+
 The inference-form protocol
 ---------------------------
 A block class may define ``inference_form(self) -> nn.Module``, next to the block in its family's file. It is
@@ -39,6 +44,7 @@ import copy
 import torch
 from torch import nn
 
+from ..engine.device import model_device
 from ..layers.conv_bn import fold_preceding_bn
 from ..layers.norm import LayerNorm2d
 from ..models._base import StagedConvNet
@@ -157,9 +163,11 @@ class OptimizedModel(nn.Module):
     sample (BatchNorms are folded, LayerNorm is per pixel, GRN and SE are per sample), so the result is the same.
     """
 
-    def __init__(self, net: nn.Module, dtype: torch.dtype, channels_last: bool, micro_batch: int | None = None) -> None:
+    def __init__(self, net: nn.Module, dtype: torch.dtype, channels_last: bool, micro_batch: int | None = None,
+                 device: torch.device | None = None) -> None:
         super().__init__()
         self.net = net
+        self.device = device or torch.device("cpu")
         self.dtype = dtype
         self.channels_last = channels_last
         self.micro_batch = micro_batch
@@ -183,7 +191,7 @@ class OptimizedModel(nn.Module):
         with torch.inference_mode():
             if self.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-            x = x.to(self.dtype)
+            x = x.to(device=self.device, dtype=self.dtype)
             if self._compiled is not None:
                 if not x.is_inference():
                     # TorchDynamo guards on the dispatch keys: a normal tensor and an inference tensor would compile
@@ -225,7 +233,8 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, *, dty
     Args:
         model: Any lkconv model, or a module containing them (a run's ``PerceptionModel``); left unchanged.
         example_input: A batch of the shape you will run; plans are measured on it (and warm any compile).
-        dtype: ``torch.float32`` (outputs equal to 1e-4 relative) or ``torch.bfloat16`` (faster, approximate).
+        dtype: ``torch.float32`` (outputs equal to 1e-4 relative) or ``torch.bfloat16`` (faster, approximate);
+            ``torch.float16`` too for a CUDA model.
         compile: Also ``torch.compile`` the network (``dynamic=False``: one compile per input shape). TorchDynamo
             keeps at most ``torch._dynamo.config.recompile_limit`` (8) graphs per Python function, shared by all
             models of the same class in a process; past it, further models run eagerly (with a warning). Raise the
@@ -242,8 +251,12 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, *, dty
     """
     if not (micro_batch is None or micro_batch == "auto" or (isinstance(micro_batch, int) and micro_batch > 0)):
         raise ValueError(f"micro_batch must be a positive int, 'auto' or None, got {micro_batch!r}")
-    if dtype not in (torch.float32, torch.bfloat16):
-        raise ValueError(f"dtype must be torch.float32 or torch.bfloat16, got {dtype}")
+    device = model_device(model)
+    on_cpu = device.type == "cpu"
+    allowed = (torch.float32, torch.bfloat16) if on_cpu else (torch.float32, torch.bfloat16, torch.float16)
+    if dtype not in allowed:
+        raise ValueError(f"dtype must be one of {', '.join(map(str, allowed))} for a {device.type} model, got {dtype}")
+    example_input = example_input.to(device)
     net = copy.deepcopy(model).eval()
     reparameterize_model(net)  # 1
     apply_inference_forms(net)  # 2
@@ -255,14 +268,14 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, *, dty
         net = net.to(memory_format=torch.channels_last)
     for p in net.parameters():
         p.requires_grad_(False)
-    if not _runs_by_stages(net):
+    if not _runs_by_stages(net) or not on_cpu:
         micro_batch = None
     elif micro_batch == "auto":  # 5
         micro_batch = _auto_micro_batch(net, example_input.to(dtype))
-    wrapped = OptimizedModel(net, dtype, channels_last, micro_batch)
+    wrapped = OptimizedModel(net, dtype, channels_last, micro_batch, device)
     wrapped.eval()
     wrapped(example_input)  # measures the depthwise plans for these shapes (or reads them from the cache)
-    if choose_pointwise:
+    if choose_pointwise and on_cpu:
         calibrating = [m for m in net.modules() if isinstance(getattr(m, "calibrate", None), bool)]
         for m in calibrating:
             m.calibrate = True

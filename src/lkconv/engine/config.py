@@ -61,13 +61,13 @@ class TrainConfig:
     cutmix: float | None = _opt(None, "CutMix alpha; auto: as mixup", ">= 0")
     budget: float = _opt(10.0, "minutes the training may take when epochs is auto: after the first steps the "
                          "measured step time cuts the epochs to fit (0: no bound)", ">= 0")
-    amp: bool = _opt(False, "bf16 autocast")
+    amp: bool | None = _opt(None, "mixed precision; auto: on for CUDA (bf16, else fp16 + grad scaler), off on the CPU; true on the CPU: bf16 autocast")
     grad_checkpointing: bool = _opt(False, "recompute activations in backward (less memory, slower)")
     channels_last: bool = _opt(False, "channels-last memory format")
     compile: bool = _opt(False, "torch.compile the model")
     seed: int = _opt(0, "seed of data order, splits, augmentation and weights")
     deterministic: bool = _opt(True, "deterministic algorithms (warn only)")
-    num_workers: int = _opt(0, "data-loading worker processes", ">= 0")
+    num_workers: int | None = _opt(None, "data-loading worker processes; auto: from the cores per process (lkconv.engine.device)", ">= 0")
     val_split: float = _opt(0.2, "share held out (stratified, seeded) when the data has no val/ or test/ split",
                             "[0, 1)")
     img_size: int | None = _opt(None, "image/video/point-cloud map side; auto: the modality's default (32 for point "
@@ -85,6 +85,7 @@ class TrainConfig:
     model_args: dict = _opt(dict, "extra create_model arguments, e.g. '{depths: [1, 1, 2, 1]}'", "a YAML mapping")
     modality_args: dict = _opt(dict, "options of the modality's reader and adapter (see its docs); auto fills "
                                "some from the data (e.g. time-series mapping/norm)", "a YAML mapping")
+    device: str = _opt("auto", "where to train: auto (CUDA when available), cpu, cuda or cuda:N", "auto, cpu, cuda, cuda:N")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -108,7 +109,9 @@ class TrainConfig:
         _check_modality_and_task(self.modality, self.task)
         _choice("on_bad_file", self.on_bad_file, ("skip", "error"))
         _at_least("accum_steps", self.accum_steps, 1)
-        _at_least("num_workers", self.num_workers, 0)
+        if self.num_workers is not None:
+            _at_least("num_workers", self.num_workers, 0)
+        _check_device_name(self.device)
         for key in ("epochs", "batch_size", "eval_every", "img_size", "lookback", "horizon", "max_train_samples", "max_val_samples"):
             if getattr(self, key) is not None:
                 _at_least(key, getattr(self, key), 1)
@@ -142,6 +145,15 @@ def _check_modality_and_task(modality: str, task: str) -> None:
     if task not in get_modality(modality).tasks:
         serving = [m for m in modality_names() if task in get_modality(m).tasks]
         raise ConfigError(f"task: {task!r} needs modality {' or '.join(map(repr, serving))}, got modality {modality!r}")
+
+
+def _check_device_name(device: str) -> None:
+    """The name only (``cuda`` on a machine without CUDA is judged when the run starts, so configs travel)."""
+    from .device import DEVICE_CHOICES
+
+    d = device.strip().lower()
+    if not (d in ("auto", "cpu", "cuda") or (d.startswith("cuda:") and d[5:].isdigit())):
+        raise ConfigError(f"device: {device!r} is not accepted; choose one of {DEVICE_CHOICES}")
 
 
 def _choice(key: str, value: Any, accepted: tuple) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from .._atomic import atomic_write_text
 from ..modalities import build_data, load_for_predict
 from .batches import batch_loader, epoch_batches
 from .config import TrainConfig
+from .device import choose_precision, loader_settings, model_device, move_batch, resolve_device
 from .distributed import DistInfo, all_reduce_sum
 from .run_dir import RunDir, RunError, load_run
 from .tasks import get_task
@@ -24,18 +24,26 @@ __all__ = ["evaluate_model", "evaluate_run", "predict_files", "prediction_lines"
 
 @torch.no_grad()
 def evaluate_model(model: nn.Module, dataset, *, batch_size: int, task: str = "classify", info: DistInfo | None = None,
-                   num_workers: int = 0, amp: bool = False) -> dict[str, float]:
-    """The task's metrics (loss and accuracy, or MSE/MAE, …) over ``dataset``, summed over processes."""
+                   num_workers: int | None = 0, amp: bool | None = False,
+                   device: torch.device | None = None) -> dict[str, float]:
+    """The task's metrics (loss and accuracy, or MSE/MAE, …) over ``dataset``, summed over processes.
+
+    Batches go to ``device`` (default: where the model's parameters are); ``amp=None`` autocasts on CUDA only
+    (see :func:`lkconv.engine.device.choose_precision`); ``num_workers=None`` chooses the loader workers.
+    """
     info = info or DistInfo()
+    device = device or model_device(model)
+    settings = loader_settings(device, num_workers)
     scorer = get_task(task)
     was = model.training
     model.eval()
     batches = epoch_batches(len(dataset), batch_size, 0, 0, shuffle=False, drop_last=False)
     mine = batches[info.rank :: info.world_size] if info.enabled else batches
     sums = [0.0] * len(scorer.eval_sum_names)
-    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if amp else nullcontext()
-    for x, y in batch_loader(dataset, mine, num_workers):
-        with ctx:
+    precision = choose_precision(device, amp)
+    for x, y in batch_loader(dataset, mine, settings.num_workers, settings):
+        x, y = move_batch(x, y, device, non_blocking=settings.non_blocking)
+        with precision.autocast():
             out = model(x).float()
         sums = [s + b for s, b in zip(sums, scorer.eval_sums(out, y))]
     sums = all_reduce_sum(sums, info)
@@ -56,11 +64,13 @@ def run_train_config(run_dir: str | Path) -> TrainConfig:
 
 
 def evaluate_run(run_dir: str | Path, data: str | None = None, *, weights: str = "model",
-                 batch_size: int | None = None) -> dict[str, Any]:
+                 batch_size: int | None = None, device: str | torch.device = "auto") -> dict[str, Any]:
     """Evaluates a run's model on its validation split, or on ``data`` (a folder or builtin:NAME) with the run's
-    classes and preprocessing; writes and returns ``metrics.json``."""
+    classes and preprocessing, on ``device`` (see :func:`lkconv.engine.device.resolve_device`; fp32 everywhere);
+    writes and returns ``metrics.json``."""
     run = RunDir(run_dir)
-    model = load_run(run_dir, weights=weights)
+    target = resolve_device(device)
+    model = load_run(run_dir, weights=weights).to(target)
     cfg = run_train_config(run_dir)
     pre = model.run_config.get("preprocessing", {})
     changes: dict[str, Any] = {"resume": False}
@@ -72,7 +82,8 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, *, weights: str =
     bundle = build_data(cfg, eval_only=data is not None, class_names=model.class_names)
     if data is not None and bundle.class_names != model.class_names:
         raise RunError(f"{data} has classes {bundle.class_names}, the run was trained on {model.class_names}")
-    metrics = evaluate_model(model, bundle.val, batch_size=batch_size or cfg.batch_size, task=model.task)
+    metrics = evaluate_model(model, bundle.val, batch_size=batch_size or cfg.batch_size, task=model.task,
+                             device=target)
     metrics = {**metrics, "data": cfg.data, "weights": weights}
     if "baselines" in bundle.notes:  # forecasting: the same errors for naive and seasonal-naive forecasts
         metrics["baselines"] = bundle.notes["baselines"]
@@ -82,21 +93,22 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, *, weights: str =
 
 @torch.no_grad()
 def predict_files(run_dir: str | Path, files: list[str | Path], *, weights: str = "model",
-                  top_k: int = 1) -> list[dict[str, Any]]:
+                  top_k: int = 1, device: str | torch.device = "auto") -> list[dict[str, Any]]:
     """One row per file, read with the run's preprocessing and decoded by the run's task.
 
     Classification runs: ``{"file", "top"}`` with the ``top_k`` (class name, probability) pairs. Forecasting runs:
     ``{"file", "forecast"}``, mapping each series (column) name to its ``horizon`` forecast values in the data's
     units (see :meth:`lkconv.engine.tasks.forecast.ForecastTask.decode`).
     """
-    model = load_run(run_dir, weights=weights)
+    target = resolve_device(device)
+    model = load_run(run_dir, weights=weights).to(target)
     task = get_task(model.task)
     modality = model.run_config["modality"]
     pre = model.run_config.get("preprocessing", {})
     out = []
     for f in files:
         x = load_for_predict(modality, f, pre)
-        y = model(x[None]).float()[0]
+        y = model(x[None].to(target)).float()[0].cpu()
         out.append({"file": str(f), **task.decode(y, model.run_config, top_k=top_k)})
     return out
 

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..layers.norm import convert_sync_batchnorm
-from .batches import batch_loader, epoch_batches, shard
+from .batches import EpochFeeder, epoch_batches, shard
 from .config import TrainConfig
-from .distributed import DistInfo, all_reduce_sum, setup_distributed, shutdown_distributed
+from .device import choose_precision, configure_backends, loader_settings, move_batch
+from .distributed import (DistInfo, all_reduce_sum, setup_distributed, shutdown_distributed, sync_batchnorm,
+                          wrap_ddp)
 from .evaluate import evaluate_model
 from .mix import mix_batch
 from .model import build_model_for_data
@@ -86,15 +87,24 @@ def train(config: TrainConfig | dict[str, Any]) -> Path:
     uninterrupted one. Under ``torchrun`` it runs data-parallel; rank 0 alone writes.
     """
     cfg = _as_config(config)
-    info = setup_distributed()
+    info = setup_distributed(cfg.device)
     try:
         return Trainer(cfg, info).fit()
     finally:
         shutdown_distributed(info)
 
 
+#: A run whose epochs spend more than this fraction of their time waiting for batches is reported as data-bound.
+DATA_BOUND_FRACTION = 0.3
+
+
 class Trainer:
-    """One training run. ``Trainer(cfg, info).fit()`` is :func:`train` without the process-group handling."""
+    """One training run. ``Trainer(cfg, info).fit()`` is :func:`train` without the process-group handling.
+
+    It computes on ``info.device`` (see :mod:`lkconv.engine.device`): on CUDA the model and every batch live on the
+    GPU, activations are channels_last and autocast is on (bf16, or fp16 with a gradient scaler) unless ``amp`` is
+    False; on the CPU everything is as configured (fp32 unless ``amp``), bit-exact across resumes.
+    """
 
     def __init__(self, cfg: TrainConfig, info: DistInfo) -> None:
         self.cfg, self.info = cfg, info
@@ -114,6 +124,16 @@ class Trainer:
         if info.enabled and cfg.batch_size % info.world_size:
             raise RunError(f"batch_size {cfg.batch_size} must be divisible by the number of processes "
                            f"({info.world_size})")
+        self.device = info.device
+        configure_backends(self.device, cfg.deterministic)
+        self.precision = choose_precision(self.device, cfg.amp)
+        self.scaler = self.precision.make_scaler()
+        self.channels_last = cfg.channels_last or self.device.type == "cuda"
+        self.loader = loader_settings(self.device, cfg.num_workers)
+        self._said_data_bound = False
+        self.feeder = EpochFeeder(self.data.train, self.loader)
+        self.device_record = {"device": str(self.device), "precision": self.precision.describe(),
+                              "num_workers": self.loader.num_workers, "backend": info.backend}
         self.model, self.model_config = build_model_for_data(cfg, self.data, self.recipe)
         if state is not None:
             _check_resume_compatible(state["model_config"], self.model_config, self.run)
@@ -130,22 +150,24 @@ class Trainer:
             self._write_config()
             if state is None:
                 print("\n".join(summary_lines(self.resolved, self.model)), flush=True)
-        self.train_model: nn.Module = nn.parallel.DistributedDataParallel(self.model) if info.enabled else self.model
+        self.train_model: nn.Module = wrap_ddp(self.model, info)
         self.forward = torch.compile(self.train_model, dynamic=False) if cfg.compile else self.train_model
         self.tb = self._tensorboard()
 
     # --- setup ------------------------------------------------------------------------------------------------
     def _write_config(self, extra: dict[str, Any] | None = None) -> None:
-        resolved = {**self.resolved.record(), **(extra or {})}
+        resolved = {**self.resolved.record(), **self.device_record, **(extra or {})}
         self.run.write_config({**self.cfg.to_dict(), "resolved": resolved}, self.model_config)
 
     def _prepare_model(self) -> None:
         if self.cfg.grad_checkpointing:
             self.model.set_grad_checkpointing(True)
-        if self.cfg.channels_last:
+        if self.device.type != "cpu":
+            self.model = self.model.to(self.device)
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         if self.info.enabled:
-            self.model = convert_sync_batchnorm(self.model)
+            self.model = sync_batchnorm(self.model, self.info)
 
     def _plan_schedule(self) -> None:
         cfg = self.cfg
@@ -162,9 +184,13 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
+        if self.scaler is not None and state.get("grad_scaler"):
+            self.scaler.load_state_dict(state["grad_scaler"])
         self.start_epoch, self.step = state["epoch"] + 1, state["step"]
         self.history, self.best = list(state["history"]), state["best"]
         set_rng_state(state["rng"])
+        if self.device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         if self.info.is_main:
             print(f"resuming {self.run.path} after epoch {state['epoch'] + 1}/{self.cfg.epochs}", flush=True)
 
@@ -247,6 +273,9 @@ class Trainer:
         t0 = time.perf_counter()
         if self._timing is not None:  # the gap since the last epoch (evaluation, checkpoint) is not a step
             self._timing = (None, *self._timing[1:])
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
         self.data.train.set_epoch(epoch)
         batches = shard(epoch_batches(len(self.data.train), cfg.batch_size, cfg.seed, epoch, shuffle=True,
                                       drop_last=True), info)
@@ -254,7 +283,13 @@ class Trainer:
         loss_sum = seen = 0.0
         sums = [0.0] * len(self.task.train_sum_names)
         bar = _progress(cfg, info, len(batches), f"epoch {epoch + 1}/{cfg.epochs}")
-        for i, (x, y) in enumerate(batch_loader(self.data.train, batches, cfg.num_workers)):
+        waited = 0.0
+        loader = iter(self.feeder(batches, epoch))
+        for i in range(len(batches)):
+            t_wait = time.perf_counter()
+            x, y = next(loader)
+            waited += time.perf_counter() - t_wait
+            x, y = move_batch(x, y, self.device, non_blocking=self.loader.non_blocking)
             boundary = (i + 1) % cfg.accum_steps == 0 or i + 1 == len(batches)
             out, loss = self.forward_backward(x, y, epoch, sync=boundary)
             if boundary:
@@ -270,38 +305,54 @@ class Trainer:
         elapsed = time.perf_counter() - t0
         row: dict[str, Any] = {"epoch": epoch + 1, "step": self.step, "lr": self.lr_at(max(self.step - 1, 0)),
                                "train_loss": loss_sum / seen, **self.task.train_metrics(sums, seen)}
-        return row, {"train_samples_per_s": seen / elapsed, "epoch_seconds": elapsed}
+        timing = {"train_samples_per_s": seen / elapsed, "epoch_seconds": elapsed, "data_wait_seconds": waited}
+        if cuda:
+            timing["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+        if info.is_main and elapsed > 0 and waited / elapsed > DATA_BOUND_FRACTION and not self._said_data_bound:
+            self._said_data_bound = True  # once per run; the column in metrics.csv has every epoch
+            print(f"note: data-bound: epoch {epoch + 1} waited {waited:.1f} s of {elapsed:.1f} s for batches "
+                  f"({self.loader.num_workers} loader workers); raise --num-workers or cache/resize the data",
+                  flush=True)
+        return row, timing
 
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor, epoch: int, *,
                          sync: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss of one micro-batch and its gradients (accumulated; DDP all-reduces only when ``sync``)."""
         cfg = self.cfg
-        if cfg.channels_last and x.dim() == 4:
+        if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         target = y
         if self.task.mixes_batches and (self.recipe["mixup"] > 0 or self.recipe["cutmix"] > 0):
             x, target = mix_batch(x, y, len(self.data.class_names), mixup=self.recipe["mixup"],
                                   cutmix=self.recipe["cutmix"], smoothing=cfg.label_smoothing)
         no_sync = self.train_model.no_sync if (self.info.enabled and not sync) else nullcontext
-        amp = torch.autocast("cpu", dtype=torch.bfloat16) if cfg.amp else nullcontext()
+        amp = self.precision.autocast()
         with no_sync():
             with amp:
                 out = self.forward(x)
-            loss = self.task.loss(out, target, cfg.label_smoothing)
+            # on CUDA the loss is taken in fp32 (autocast's fp16/bf16 logits lose digits in the softmax)
+            loss = self.task.loss(out.float() if self.device.type == "cuda" else out, target, cfg.label_smoothing)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"loss became {loss.item()} at epoch {epoch + 1}, step {self.step + 1}; training stopped. The "
                     f"last good checkpoint ({self.run.path / 'last.pt'}) is kept; lower --lr or set --clip-grad")
-            (loss / cfg.accum_steps).backward()
+            scaled = loss / cfg.accum_steps
+            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
         return out, loss
 
     def optimizer_step(self) -> None:
         lr = self.lr_at(self.step)
         for g in self.optimizer.param_groups:
             g["lr"] = lr * g["lr_scale"]
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # clipping and the step see the true gradients
         if self.cfg.clip_grad:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)  # skipped when fp16 gradients overflowed; the scale then shrinks
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         post_step = getattr(self.model.backbone, "post_step", None)
         if callable(post_step):  # e.g. clamp DCLS kernel positions to their grid
@@ -317,7 +368,8 @@ class Trainer:
         eval_model = self.ema.module if self.ema is not None else self.model
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             val = evaluate_model(eval_model, self.data.val, batch_size=cfg.batch_size, task=self.task.name,
-                                 info=self.info, num_workers=cfg.num_workers, amp=cfg.amp)
+                                 info=self.info, num_workers=self.loader.num_workers, amp=cfg.amp,
+                                 device=self.device)
             row.update({f"val_{k}": v for k, v in val.items() if k != "num_samples"})
         row.update(timing)
         self.history.append(row)
@@ -344,6 +396,8 @@ class Trainer:
 
     def save(self, epoch: int, eval_model: nn.Module, improved: bool) -> None:
         weights = eval_model.state_dict()
+        if self.device.type != "cpu":  # the run directory loads anywhere: CPU tensors on disk
+            weights = {k: v.detach().cpu() for k, v in weights.items()}
         self.run.save_weights(weights)
         if improved:
             self.run.save_weights(weights, "best.safetensors")
@@ -353,6 +407,8 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None, "rng": rng_state(),
             "model_config": self.model_config, "config": self.cfg.to_dict(),
+            **({"grad_scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
+            **({"cuda_rng": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda" else {}),
         })
         self.run.plot_curves(self.history)
 

@@ -113,8 +113,14 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
         return y
 
 
-def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
-    """Replaces every ``BatchNorm2d`` by :class:`SyncBatchNorm2d`, keeping parameters and running statistics."""
+def convert_sync_batchnorm(module: nn.Module, *, on_cuda: bool = False) -> nn.Module:
+    """Replaces every ``BatchNorm2d`` by a synchronised one, keeping parameters and running statistics.
+
+    ``on_cuda``: PyTorch's ``nn.SyncBatchNorm`` (fused CUDA kernels, nccl); otherwise :class:`SyncBatchNorm2d`,
+    which works with gloo on the CPU.
+    """
+    if on_cuda:
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     if type(module) is nn.BatchNorm2d:
         new = SyncBatchNorm2d(module.num_features, module.eps, module.momentum, module.affine,
                               module.track_running_stats, device=module.weight.device if module.affine else None)

@@ -87,6 +87,8 @@ def run_direct(
     variant: str,
     packed: PackedWeight | None = None,
 ) -> torch.Tensor:
+    if x.device.type != "cpu":  # the C kernel reads host memory: a GPU pointer would crash the process
+        raise ValueError(f"the direct (C) depthwise kernel runs on CPU tensors only, got a {x.device.type} tensor")
     lib = native.load()
     if lib is None:
         raise RuntimeError("the C depthwise kernel is unavailable (see the earlier warning)")

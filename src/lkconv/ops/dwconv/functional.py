@@ -75,7 +75,7 @@ def depthwise_conv2d(
     s = make_spec(x, weight, bias, padding, dilation, out_format)
     chosen = algo
     if algo is None:
-        if x.device.type != "cpu":
+        if x.device.type not in ("cpu", "cuda"):
             chosen = "nhwc" if s.in_fmt == "nhwc" else "nchw"
         else:
             chosen = choose(s, x, weight, bias, None)

@@ -51,7 +51,7 @@ def _nchw_is_slow_path(s: Spec) -> bool:
     With torch 2.x on x86, kernels of 17 and more run 30-85x slower in NCHW than in channels_last; one warm-up call of
     that path on a big batch can take seconds, so first-use tuning probes it on a single 16-channel image first.
     """
-    if max(s.kh, s.kw) < 17 or s.n * s.c <= 16:
+    if s.device != "cpu" or max(s.kh, s.kw) < 17 or s.n * s.c <= 16:
         return False
     proxy = replace(s, n=1, c=16, in_fmt="nchw", out_fmt="any")
     xp = torch.randn(1, 16, s.h, s.w, dtype=s.dtype)
@@ -68,6 +68,8 @@ def heuristic(s: Spec, allowed: Sequence[str]) -> str:
     for small kernels on channels_last batches and big maps, and for batched kernels of 17+ on 14x14 maps.
     """
     taps = s.kh * s.kw
+    if s.device != "cpu":  # cuDNN runs either layout well: keep the input's and pay no conversion
+        return "nhwc" if s.in_fmt == "nhwc" and "nhwc" in allowed else "nchw"
     if any(a.startswith("direct:") for a in allowed):
         cl_io = s.in_fmt == "nhwc" and s.out_fmt != "nchw" and "nhwc" in allowed
         if s.n >= 8 and s.wo <= 8 and "direct:batch8" in allowed:
@@ -128,6 +130,15 @@ def clear_memo() -> None:
         fast_paths.clear()
 
 
+def _synchronized(fn: Callable[[], Any]) -> Callable[[], Any]:
+    def call() -> Any:
+        out = fn()
+        torch.cuda.synchronize()
+        return out
+
+    return call
+
+
 def choose(
     s: Spec,
     x: torch.Tensor,
@@ -164,6 +175,8 @@ def choose(
                 xs = x.detach()
                 ws, bs = weight.detach(), None if bias is None else bias.detach()
                 fns = {a: (lambda a=a: run(a, xs, ws, bs, s)) for a in candidates}
+                if s.device == "cuda":  # kernels are asynchronous: time them to completion
+                    fns = {a: _synchronized(f) for a, f in fns.items()}
                 if "nchw" in fns and "nhwc" in fns and _nchw_is_slow_path(s):
                     del fns["nchw"]
                 times = timing.measure(fns, reps)

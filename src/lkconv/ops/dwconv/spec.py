@@ -72,6 +72,7 @@ class Spec:
     out_fmt: str
     threads: int
     grad: bool
+    device: str = "cpu"  # the device type: a CUDA plan is measured on the GPU and never shares a CPU plan's key
 
     @property
     def ho(self) -> int:
@@ -87,7 +88,7 @@ class Spec:
             f"dw2d|n{self.n}|c{self.c}|h{self.h}|w{self.w}|k{self.kh}x{self.kw}|d{self.dh}x{self.dw}"
             f"|p{self.pt},{self.pb},{self.pl},{self.pr}|{dt}|in={self.in_fmt}|out={self.out_fmt}"
             f"|t{self.threads}|grad{int(self.grad)}"
-        )
+        ) + ("" if self.device == "cpu" else f"|{self.device}")
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,7 @@ def make_spec(
     in_fmt = _memory_format(x)
     out_fmt = out_format or ("nhwc" if in_fmt == "nhwc" else "nchw")
     spec = Spec(n, c, h, w, kh, kw, dh, dw, pt, pb, pl, pr, x.dtype, in_fmt, out_fmt, torch.get_num_threads(),
-                 _needs_grad(x, weight, bias))
+                 _needs_grad(x, weight, bias), x.device.type)
     if spec.ho <= 0 or spec.wo <= 0:
         raise ValueError(
             f"output would be empty: input {h}x{w}, kernel {kh}x{kw}, dilation {(dh, dw)}, padding {(pt, pb, pl, pr)}"
