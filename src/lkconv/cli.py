@@ -55,7 +55,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _yaml_mapping(text: str) -> dict:
     import yaml
 
-    value = yaml.safe_load(text)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        detail = " ".join(str(e).split())
+        raise argparse.ArgumentTypeError(f"not valid YAML: {detail}; expected a mapping such as '{{key: value}}'") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a YAML/JSON mapping such as '{{key: value}}', got {text!r}")
     return value
@@ -114,9 +118,46 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
                  if getattr(args, f.name) is not None}
-    cfg = load_config(args.config, overrides)
-    train(cfg)
+    cfg = _resumed_config(args.config, overrides) or load_config(args.config, overrides)
+    try:
+        train(cfg)
+    except KeyboardInterrupt:
+        print(_interrupted_line(cfg), file=sys.stderr, flush=True)
+        return 130
     return 0
+
+
+def _resumed_config(config_file: str | None, overrides: dict):
+    """With ``--resume`` on a run that recorded its configuration: that configuration, with only the options that may
+    change given again (others refused by name); else None (a new run, or an old run without config.yaml)."""
+    from .engine.config import read_config_file
+    from .engine.run_dir import RunDir, resume_config
+
+    given = {**(read_config_file(config_file) if config_file else {}), **overrides}
+    if not given.get("resume") or not given.get("out") or RunDir(given["out"]).recorded_config() is None:
+        return None
+    return resume_config(given["out"], given, source="the command line" if not config_file else f"{config_file} and "
+                         "the command line")
+
+
+def _interrupted_line(cfg) -> str:
+    """Where an interrupted run stands, and the command that continues it."""
+    import shlex
+
+    from .engine.run_dir import RunDir
+
+    run = RunDir(cfg.out)
+    try:
+        done = run.completed_epochs()
+    except Exception:  # noqa: BLE001 - a last.pt cut by the interrupt: say so rather than fail here
+        done = None
+    if done is None:
+        return f"\nlkconv train: interrupted; {run.path / 'last.pt'} is unreadable, the run cannot be resumed"
+    if done == 0:
+        return (f"\nlkconv train: interrupted before the first epoch ended; nothing saved to resume, run the same "
+                "command again to start over")
+    return (f"\nlkconv train: interrupted; {run.path} holds epoch {done}/{cfg.epochs} (last.pt). Resume with: "
+            f"lkconv train --out {shlex.quote(str(run.path))} --resume")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -132,9 +173,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .engine.evaluate import predict_files, prediction_lines
 
-    rows = predict_files(args.run, args.files, weights=args.weights, top_k=args.top_k, device=_device(args))
+    errors: list[tuple[str, str]] = []
+    rows = predict_files(args.run, args.files, weights=args.weights, top_k=args.top_k, errors=errors,
+                         device=_device(args))
     for line in prediction_lines(args.run, rows):  # the run's task decides the lines
         print(line)
+    sys.stdout.flush()
+    for name, reason in errors:  # every good file is printed; the bad ones are named after them
+        print(f"lkconv predict: error: cannot read {name}: {reason}", file=sys.stderr)
+    if errors:
+        print(f"lkconv predict: {len(errors)} of {len(rows) + len(errors)} file(s) could not be read", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -236,11 +285,12 @@ def _model_from_args(args: argparse.Namespace):
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .deploy.export import check_onnx, export_onnx
+    from .deploy.export import check_onnx, export_onnx, onnx_metadata
 
     model, x = _model_from_args(args)
-    path = export_onnx(model, x, args.out, opset=args.opset)
-    print(f"written: {path} (dynamic batch, opset {args.opset})")
+    path = export_onnx(model, x, args.out, opset=args.opset, metadata=onnx_metadata(model, x, source_run=args.run))
+    print(f"written: {Path(path).resolve()} (dynamic batch, opset {args.opset}; metadata: class names, input layout "
+          "and range, lkconv version, source run)")
     if args.check:
         diff = check_onnx(path, model, x)
         print(f"onnxruntime vs PyTorch: max relative difference {diff:.2e}")
@@ -291,7 +341,11 @@ def _int_at_least(low: int, why: str = ""):
     return parse
 
 
-_SIDE = " (the networks downsample by 32)"
+def _input_side(text: str) -> int:
+    """An argparse type: an input side that the models' one rule (:mod:`lkconv.models.input_size`) accepts."""
+    from .models.input_size import MIN_INPUT_SIDE, input_side_rule
+
+    return _int_at_least(MIN_INPUT_SIDE, f" ({input_side_rule})")(text)
 
 
 def _analysis_model(name: str | None, run: str | None, checkpoint: str | None, num_classes: int = 1000):
@@ -440,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="parameters, MACs and the stage table of a model")
     p.add_argument("name")
-    p.add_argument("--img-size", type=int, default=224)
+    p.add_argument("--img-size", type=_input_side, default=224)
     p.add_argument("--in-chans", type=int, default=3)
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -463,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True)
     p.add_argument("--weights", default="model")
     p.add_argument("--top-k", type=int, default=1)
-    p.add_argument("files", nargs="+")
+    p.add_argument("files", nargs="+", help="input files; a directory stands for every file under it")
     _add_device_option(p)
     p.set_defaults(func=cmd_predict)
 
@@ -476,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("profile", help="per-layer MACs, bytes, latency, GFLOP/s and the waterline bound")
     p.add_argument("--model", required=True)
-    p.add_argument("--img-size", type=_int_at_least(32, _SIDE),
+    p.add_argument("--img-size", type=_input_side,
                    help="input side (default 224); for a sequence model the length (default its max_len)")
     p.add_argument("--batch-size", type=_int_at_least(1), default=1)
     p.add_argument("--in-chans", type=_int_at_least(1), help="input channels (default: the model's, 3 for images)")
@@ -491,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
         g = p.add_mutually_exclusive_group(required=True)
         g.add_argument("--run", help="a run directory")
         g.add_argument("--model", help="a registered model name (random weights unless you load your own)")
-        p.add_argument("--img-size", type=int, default=224)
+        p.add_argument("--img-size", type=_input_side, default=224, help="input side for --model (default 224)")
         p.add_argument("--batch-size", type=int, default=1)
         p.add_argument("--num-classes", type=int, default=1000)
         _add_device_option(p)
@@ -521,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="weights for --model (ERFs of untrained networks differ a lot)")
     p.add_argument("--num-classes", type=_int_at_least(0), default=1000,
                    help="classes of the --checkpoint's head (default 1000)")
-    p.add_argument("--input-size", type=_int_at_least(32, _SIDE),
+    p.add_argument("--input-size", type=_input_side,
                    help="side of the noise inputs (default: 224 for --model, the run's recorded input for --run)")
     p.add_argument("--num-inputs", type=_int_at_least(1), default=8)
     p.add_argument("--data", help="with --run: use these inputs (PATH or builtin:NAME) instead of noise")
@@ -534,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="ImageNet-1k weights (.pth/.safetensors)")
     p.add_argument("--data", required=True,
                    help="cue-conflict stimuli: <DIR>/<shape>/<shape><n>-<texture><m>.png (texture-vs-shape, CC-BY-4.0)")
-    p.add_argument("--img-size", type=_int_at_least(32, _SIDE), default=224)
+    p.add_argument("--img-size", type=_input_side, default=224)
     p.add_argument("--batch-size", type=_int_at_least(1), default=16)
     _add_device_option(p)
     p.set_defaults(func=cmd_shape_bias)

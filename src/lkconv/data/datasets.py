@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 __all__ = ["DataBundle", "DataError", "scan_class_folders", "stratified_split", "subset", "SampleDataset",
            "resolve_splits", "check_option_keys", "limit_splits", "held_out_split", "FolderSplit",
-           "split_class_folders"]
+           "split_class_folders", "set_on_bad_file", "skipped_files_warning"]
 
 log = logging.getLogger("lkconv.data")
 
@@ -208,16 +208,24 @@ class SampleDataset(Dataset):
 
     The RNG is ``numpy.random.default_rng((seed, epoch, i))``: augmentation does not depend on worker processes,
     process count or where a run was interrupted.
+
+    A sample whose file fails to decode (a truncated JPEG, a WAV without a data chunk, ...) is handled here, once for
+    every modality: with ``on_bad_file="error"`` a :class:`DataError` names the file; with ``"skip"`` the next
+    readable sample of the dataset (positions ``k+1, k+2, ...``) takes its place. The substitute depends only on which
+    files are unreadable, so batch sizes stay the same and a resumed run sees the same batches. Skipped files are
+    collected (:meth:`take_skipped`) for one counted warning per epoch instead of a line per failure.
     """
 
     def __init__(
         self, load: Callable[[int], torch.Tensor], labels: Sequence[Any], indices: Sequence[int],
         transform: Callable[[torch.Tensor, np.random.Generator], torch.Tensor] | None = None, seed: int = 0,
-        describe: Callable[[int], str] | None = None,
+        describe: Callable[[int], str] | None = None, on_bad_file: str = "skip",
     ) -> None:
         self.load, self.labels, self.indices = load, labels, list(indices)
         self.transform, self.seed, self.epoch = transform, seed, 0
         self.describe = describe or (lambda i: f"sample {i}")
+        self.on_bad_file = on_bad_file
+        self.bad: dict[int, str] = {}  # index -> reason: the unreadable samples met since take_skipped()
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -228,16 +236,59 @@ class SampleDataset(Dataset):
     def targets(self) -> list[Any]:
         return [self.labels[i] for i in self.indices]
 
+    def take_skipped(self) -> list[tuple[str, str]]:
+        """(file, reason) of the unreadable samples met since the last call (in this process), then forgets them."""
+        skipped, self.bad = [(self.describe(i), reason) for i, reason in self.bad.items()], {}
+        return skipped
+
+    def _read(self, k: int) -> tuple[int, torch.Tensor]:
+        """The (transformed) sample at position ``k``, or under ``on_bad_file="skip"`` the next readable one."""
+        n = len(self.indices)
+        for step in range(n):
+            # A known bad file is tried again: a transform's failure may depend on the epoch's RNG, and a resumed
+            # process must pick the same substitute. The transform is inside the try: e.g. a point cloud whose faces
+            # cannot be sampled fails only there.
+            i = self.indices[(k + step) % n]
+            try:
+                x = self.load(i)
+                if self.transform is not None:
+                    x = self.transform(x, np.random.default_rng((self.seed, self.epoch, i)))
+                return i, x
+            except Exception as e:  # noqa: BLE001 - any decoder error means the file is unusable
+                reason = f"{type(e).__name__}: {e}"
+                if self.on_bad_file == "error":
+                    raise DataError(f"cannot read {self.describe(i)}: {reason} (on_bad_file: skip skips such files "
+                                    "with a counted warning)") from e
+                self.bad[i] = reason
+                if torch.utils.data.get_worker_info() is not None:  # a worker's count never reaches the trainer
+                    log.warning("skipped unreadable file %s: %s", self.describe(i), reason)
+        first = next(iter(self.bad.items()))
+        self.bad = {}
+        raise DataError(f"no readable sample: all {n} failed to decode (first: {self.describe(first[0])}: {first[1]})")
+
     def __getitem__(self, k: int):
-        i = self.indices[k]
-        try:
-            x = self.load(i)
-        except Exception as e:  # noqa: BLE001
-            raise DataError(f"cannot read {self.describe(i)}: {type(e).__name__}: {e}") from e
-        if self.transform is not None:
-            x = self.transform(x, np.random.default_rng((self.seed, self.epoch, i)))
+        i, x = self._read(k)
         y = self.labels[i]
         return x, torch.as_tensor(y)
+
+
+def set_on_bad_file(bundle: DataBundle, on_bad_file: str) -> None:
+    """Applies the run's ``on_bad_file`` to every :class:`SampleDataset` of ``bundle`` (whatever modality built it)."""
+    for ds in (bundle.train, bundle.val):
+        if isinstance(ds, SampleDataset):
+            ds.on_bad_file = on_bad_file
+
+
+def skipped_files_warning(bundle: DataBundle) -> str | None:
+    """One line counting the files skipped since the last call (training and validation), or None.
+
+    The count covers this process's reads; with ``num_workers > 0`` the workers' reads are not seen here."""
+    skipped = [s for ds in (bundle.train, bundle.val) if isinstance(ds, SampleDataset) for s in ds.take_skipped()]
+    if not skipped:
+        return None
+    first, reason = skipped[0]
+    return (f"warning: skipped {len(skipped)} unreadable file(s) that passed the folder scan (each replaced by the next "
+            f"readable sample; first: {first}: {reason})")
 
 
 def env_flag(name: str) -> bool:

@@ -12,7 +12,10 @@ from torch import nn
 from ..engine.device import model_device
 from ..models._reparam import reparameterize_model
 
-__all__ = ["export_onnx", "check_onnx"]
+__all__ = ["export_onnx", "check_onnx", "onnx_metadata", "read_onnx_metadata"]
+
+_LAYOUTS = {"image": "NCHW", "video": "NTCHW", "audio": "NL (mono waveform samples)",
+            "pointcloud": "NPD (points x coordinates[+normals])"}
 
 
 def _need(module: str, extra: str = "onnx"):
@@ -24,9 +27,48 @@ def _need(module: str, extra: str = "onnx"):
         raise ImportError(f"ONNX export needs {module}: pip install 'lkconv[{extra}]'") from e
 
 
+def onnx_metadata(model: nn.Module, example_input: torch.Tensor, *, source_run: str | Path | None = None
+                  ) -> dict[str, str]:
+    """What a consumer of the ONNX file needs besides the graph: the class names, the input's layout, shape and value
+    range (and whether normalization is baked in), the lkconv version and where the weights came from."""
+    import json
+
+    from .. import __version__
+
+    meta = {"lkconv_version": __version__, "input_shape": json.dumps(["batch", *example_input.shape[1:]])}
+    run_config = getattr(model, "run_config", None)
+    if run_config is not None:  # a run's model: the adapter (normalization, features) is part of the graph
+        modality = run_config.get("modality", "image")
+        meta.update({
+            "source_run": str(Path(source_run).resolve()) if source_run else "",
+            "model": str(run_config.get("model", "")), "task": str(run_config.get("task", "classify")),
+            "modality": modality, "class_names": json.dumps(list(getattr(model, "class_names", []) or [])),
+            "input_layout": _LAYOUTS.get(modality, f"batch first, then {modality} samples as lkconv reads them"),
+            "input_range": ("float32 in [0, 1] (pixel / 255), RGB or grey; normalization is baked in (inside the "
+                            "graph)" if modality in ("image", "video") else
+                            "float32 samples as `lkconv predict` reads a file with the preprocessing below; the "
+                            "modality's normalization and features are baked in (inside the graph)"),
+            "normalization_in_model": "true",
+            "preprocessing": json.dumps(run_config.get("preprocessing", {})),
+        })
+    else:  # a bare backbone: inputs must already be normalized as in training
+        meta.update({
+            "source_run": "", "model": type(model).__name__, "class_names": "[]", "input_layout": "NCHW"
+            if example_input.dim() == 4 else "NCL", "normalization_in_model": "false",
+            "input_range": "normalized float32 (e.g. ImageNet mean/std for images); normalization is not in the graph",
+        })
+    return meta
+
+
+def read_onnx_metadata(path: str | Path) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file as a dict."""
+    onnx = _need("onnx")
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
 @torch.no_grad()
 def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path, *, opset: int = 18,
-                dynamic_batch: bool = True) -> Path:
+                dynamic_batch: bool = True, metadata: dict[str, str] | None = None) -> Path:
     """Fuses a copy of ``model`` and writes it as one self-contained ONNX file.
 
     Args:
@@ -35,6 +77,7 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path,
         path: Output ``.onnx`` file.
         opset: ONNX opset version.
         dynamic_batch: Make the batch dimension dynamic.
+        metadata: ONNX ``metadata_props``; default :func:`onnx_metadata` of ``model`` (no source run).
     """
     _need("onnx")
     _need("onnxscript")
@@ -59,6 +102,12 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path,
     noisy.setLevel(level)
     tmp = path.with_name(f".{path.name}.tmp")
     program.save(str(tmp), external_data=False)
+    onnx = _need("onnx")
+    proto = onnx.load(str(tmp))
+    for key, value in (metadata if metadata is not None else onnx_metadata(model, example_input)).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+    onnx.save(proto, str(tmp))
     tmp.replace(path)
     return path
 

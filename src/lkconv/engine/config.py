@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TrainConfig", "ConfigError", "load_config"]
+__all__ = ["TrainConfig", "ConfigError", "load_config", "read_config_file"]
 
 
 class ConfigError(ValueError):
@@ -194,9 +194,15 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     elif base is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
+        number = _number(value)
+        if number is not None and float(number).is_integer():  # 1e3, "1e3", 100.0
+            return int(number)
     elif base is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        number = _number(value)
+        if number is not None:
+            return number
     elif base is str:
         if isinstance(value, (str, Path)):
             return str(value)
@@ -206,26 +212,51 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     raise ConfigError(f"{source}: {key} expects {base.__name__}, got {type(value).__name__} {value!r}")
 
 
+def _number(value: Any) -> float | None:
+    """A number written as text: PyYAML (YAML 1.1) reads ``1e-3`` and ``1e3`` (no dot) as strings; ``float`` reads
+    them. None for anything else: quoted plain numbers such as ``"3"``, booleans, words, NaN and infinities."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if not isinstance(value, str) or "e" not in value.lower():  # only what YAML 1.1 misreads; "3" stays a string
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    return number if number == number and abs(number) != float("inf") else None
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Reads a YAML file (if given), applies ``overrides`` (e.g. the CLI's explicit options) and validates."""
     values: dict[str, Any] = {}
     source = "config"
     if path is not None:
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from e
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(loaded).__name__}")
-        check_keys(loaded, str(path))
-        values.update(loaded)
+        values.update(read_config_file(path))
         source = str(path)
     if overrides:
         check_keys(overrides, "command line")
         values.update(overrides)
     return TrainConfig.from_dict(values, source=source)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The keys of a YAML config file, checked against the fields (values are checked when a config is built).
+
+    A run's ``config.yaml`` is accepted as it is: its ``resolved`` mapping (the recipe values the run resolved) is
+    recorded for reading only and dropped here."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(loaded).__name__}")
+    loaded.pop("resolved", None)
+    check_keys(loaded, str(path))
+    return loaded

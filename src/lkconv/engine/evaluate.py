@@ -11,6 +11,7 @@ import yaml
 from torch import nn
 
 from .._atomic import atomic_write_text
+from ..data.datasets import DataError
 from ..modalities import build_data, load_for_predict
 from .batches import batch_loader, epoch_batches
 from .config import TrainConfig
@@ -19,7 +20,8 @@ from .distributed import DistInfo, all_reduce_sum
 from .run_dir import RunDir, RunError, load_run
 from .tasks import get_task
 
-__all__ = ["evaluate_model", "evaluate_run", "predict_files", "prediction_lines", "run_train_config"]
+__all__ = ["evaluate_model", "evaluate_run", "predict_files", "prediction_lines", "run_train_config",
+           "expand_inputs"]
 
 
 @torch.no_grad()
@@ -91,14 +93,36 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, *, weights: str =
     return metrics
 
 
+def expand_inputs(paths: list[str | Path]) -> list[Path]:
+    """Files to predict: each file as given, each directory replaced by the files under it (sorted, hidden files and
+    folders left out)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file()
+                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            if not found:
+                raise RunError(f"{p} is a directory with no files to predict")
+            out.extend(found)
+        elif not p.exists():
+            raise FileNotFoundError(f"{p} not found")
+        else:
+            out.append(p)
+    return out
+
+
 @torch.no_grad()
-def predict_files(run_dir: str | Path, files: list[str | Path], *, weights: str = "model",
-                  top_k: int = 1, device: str | torch.device = "auto") -> list[dict[str, Any]]:
+def predict_files(run_dir: str | Path, files: list[str | Path], *, weights: str = "model", top_k: int = 1,
+                  errors: list[tuple[str, str]] | None = None,
+                  device: str | torch.device = "auto") -> list[dict[str, Any]]:
     """One row per file, read with the run's preprocessing and decoded by the run's task.
 
     Classification runs: ``{"file", "top"}`` with the ``top_k`` (class name, probability) pairs. Forecasting runs:
     ``{"file", "forecast"}``, mapping each series (column) name to its ``horizon`` forecast values in the data's
-    units (see :meth:`lkconv.engine.tasks.forecast.ForecastTask.decode`).
+    units (see :meth:`lkconv.engine.tasks.forecast.ForecastTask.decode`). A directory stands for the files under it.
+
+    A file that cannot be read raises a :class:`DataError` naming it; when ``errors`` is a list, the file's
+    ``(name, reason)`` is appended to it instead and the other files are still predicted.
     """
     target = resolve_device(device)
     model = load_run(run_dir, weights=weights).to(target)
@@ -106,8 +130,15 @@ def predict_files(run_dir: str | Path, files: list[str | Path], *, weights: str 
     modality = model.run_config["modality"]
     pre = model.run_config.get("preprocessing", {})
     out = []
-    for f in files:
-        x = load_for_predict(modality, f, pre)
+    for f in expand_inputs(files):
+        try:
+            x = load_for_predict(modality, f, pre)
+        except Exception as e:  # noqa: BLE001 - any decoder error: the file is not usable by this run
+            reason = str(e) if isinstance(e, DataError) else f"{type(e).__name__}: {e}"
+            if errors is None:
+                raise DataError(f"cannot read {f}: {reason}") from e
+            errors.append((str(f), reason))
+            continue
         y = model(x[None].to(target)).float()[0].cpu()
         out.append({"file": str(f), **task.decode(y, model.run_config, top_k=top_k)})
     return out

@@ -29,7 +29,13 @@ from torch import nn
 
 from .._atomic import atomic_save_safetensors, atomic_torch_save, atomic_write_text
 
-__all__ = ["RunDir", "RunError", "load_run", "rng_state", "set_rng_state"]
+__all__ = ["RunDir", "RunError", "load_run", "rng_state", "set_rng_state", "resume_config", "RESUMABLE_OPTIONS"]
+
+# Options a resumed run may change: how long it trains and how it reports, not what it computes per step. ``data``
+# may point to the same folder moved elsewhere (the class names are checked against the run's); ``device`` where the
+# run computes.
+RESUMABLE_OPTIONS = ("epochs", "eval_every", "progress", "tensorboard", "num_workers", "data", "device", "out",
+                     "resume")
 
 FORMAT_VERSION = 1
 
@@ -70,7 +76,11 @@ class RunDir:
         import yaml
 
         self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.path / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+        recorded = {k: v for k, v in resolved.items() if k != "resume"}  # a valid --config for a new run as it is
+        for key in ("data", "out"):  # absolute: the run is usable from any working directory
+            if isinstance(recorded.get(key), str) and recorded[key] and not recorded[key].startswith("builtin:"):
+                recorded[key] = str(Path(recorded[key]).resolve())
+        atomic_write_text(self.path / "config.yaml", yaml.safe_dump(recorded, sort_keys=False))
         atomic_write_text(self.path / "config.json", json.dumps({"format_version": FORMAT_VERSION, **model_config},
                                                                 indent=2) + "\n")
 
@@ -111,6 +121,27 @@ class RunDir:
 
         return read_torch_file(path, hint="the run cannot be resumed from it; its model.safetensors and "
                                "best.safetensors may still be intact for eval/predict/export")
+
+    def recorded_config(self) -> dict[str, Any] | None:
+        """The training options recorded in ``config.yaml`` (without the informational ``resolved`` recipe), or None
+        when the run has none."""
+        import yaml
+
+        path = self.path / "config.yaml"
+        if not path.is_file():
+            return None
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise RunError(f"{path} is not a mapping of training options")
+        values.pop("resolved", None)
+        values.pop("resume", None)
+        return values
+
+    def completed_epochs(self) -> int:
+        """Epochs saved in ``last.pt`` (0 when there is none): what a resume starts after."""
+        if not self.has_training_state():
+            return 0
+        return int(self.load_training_state()["epoch"]) + 1
 
     def model_config(self) -> dict[str, Any]:
         path = self.path / "config.json"
@@ -159,3 +190,31 @@ def load_run(run_dir: str | Path, *, weights: str = "model") -> nn.Module:
     model.task = cfg.get("task", "classify")
     model.run_config = cfg
     return model
+
+
+def resume_config(out: str | Path, given: dict[str, Any], *, source: str = "the command line"):
+    """The configuration to resume the run in ``out``: its recorded ``config.yaml`` with ``given`` applied.
+
+    Only :data:`RESUMABLE_OPTIONS` may differ from what the run recorded; any other option given with another value
+    is refused by name (a run trained with one input size, learning rate, ... cannot continue with another).
+
+    Raises:
+        RunError: ``out`` has no recorded configuration, or ``given`` changes an option that must stay.
+    """
+    from .config import TrainConfig, check_keys
+
+    run = RunDir(out)
+    recorded = run.recorded_config()
+    if recorded is None:
+        raise RunError(f"nothing to resume: {run.path / 'config.yaml'} does not exist")
+    check_keys(given, source)
+    base = TrainConfig.from_dict({**recorded, "resume": True}, source=str(run.path / "config.yaml"))
+    merged = TrainConfig.from_dict({**base.to_dict(), **given, "resume": True}, source=source)
+    changed = [k for k in given if k not in RESUMABLE_OPTIONS and getattr(merged, k) != getattr(base, k)]
+    if changed:
+        lines = [f"{k}: the run has {getattr(base, k)!r}, {source} gives {getattr(merged, k)!r}" for k in changed]
+        raise RunError(f"cannot resume {run.path} with other options:\n  " + "\n  ".join(lines) +
+                       f"\nonly {', '.join(o for o in RESUMABLE_OPTIONS if o not in ('out', 'resume'))} may change on "
+                       "resume; leave the others out (the run's own values are used) or start a new run with another "
+                       "--out")
+    return merged.replace(out=str(out))

@@ -13,6 +13,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.datasets import skipped_files_warning
 from .batches import EpochFeeder, epoch_batches, shard
 from .config import TrainConfig
 from .device import choose_precision, configure_backends, loader_settings, move_batch
@@ -153,6 +155,8 @@ class Trainer:
         self.train_model: nn.Module = wrap_ddp(self.model, info)
         self.forward = torch.compile(self.train_model, dynamic=False) if cfg.compile else self.train_model
         self.tb = self._tensorboard()
+        self._caught: list = []  # warnings of the current epoch, printed with its line
+        self._warned: set[str] = set()
 
     # --- setup ------------------------------------------------------------------------------------------------
     def _write_config(self, extra: dict[str, Any] | None = None) -> None:
@@ -191,7 +195,12 @@ class Trainer:
         set_rng_state(state["rng"])
         if self.device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
-        if self.info.is_main:
+        if not self.info.is_main:
+            return
+        if self.start_epoch >= self.cfg.epochs:
+            print(f"{self.run.path} is complete: {self.start_epoch}/{self.cfg.epochs} epochs trained, nothing to do "
+                  f"(to train longer: lkconv train --out {self.run.path} --resume --epochs N)", flush=True)
+        else:
             print(f"resuming {self.run.path} after epoch {state['epoch'] + 1}/{self.cfg.epochs}", flush=True)
 
     def _tensorboard(self):
@@ -256,11 +265,16 @@ class Trainer:
     # --- the run ----------------------------------------------------------------------------------------------
     def fit(self) -> Path:
         epoch = self.start_epoch
+        trained = epoch < self.cfg.epochs
         while epoch < self.cfg.epochs:  # --budget may lower cfg.epochs during the first epoch
-            row, timing = self.train_epoch(epoch)
-            self.end_epoch(epoch, row, timing)
+            # warnings raised during the epoch are printed once, with the epoch's line, not in the middle of the output
+            with warnings.catch_warnings(record=True) as self._caught:
+                warnings.simplefilter("default")
+                row, timing = self.train_epoch(epoch)
+                self.end_epoch(epoch, row, timing)
             epoch += 1
-        self.report_baselines()
+        if trained:
+            self.report_baselines()
         if self.tb is not None:
             self.tb.close()
         if self.info.is_main:
@@ -329,7 +343,14 @@ class Trainer:
         amp = self.precision.autocast()
         with no_sync():
             with amp:
-                out = self.forward(x)
+                try:
+                    out = self.forward(x)
+                except ValueError as e:  # BatchNorm statistics of a single value per channel
+                    if "more than 1 value per channel" not in str(e):
+                        raise
+                    raise RunError(f"a training batch of {x.shape[0]} sample(s) per process leaves BatchNorm one "
+                                   f"value per channel ({e}); use --batch-size 2 or more (per process) or a larger "
+                                   "input size") from None
             # on CUDA the loss is taken in fp32 (autocast's fp16/bf16 logits lose digits in the softmax)
             loss = self.task.loss(out.float() if self.device.type == "cuda" else out, target, cfg.label_smoothing)
             if not torch.isfinite(loss):
@@ -412,12 +433,30 @@ class Trainer:
         })
         self.run.plot_curves(self.history)
 
+    def _warning_lines(self) -> list[str]:
+        lines = _warning_lines_of(self._caught, self._warned)
+        skipped = skipped_files_warning(self.data)
+        return lines + ([skipped] if skipped else [])
+
     def log_row(self, row: dict[str, Any], epoch: int) -> None:
         if self.tb is not None:
             for k, v in row.items():
                 if k != "epoch" and isinstance(v, (int, float)):
                     self.tb.add_scalar(k, v, epoch + 1)
+        for line in self._warning_lines():  # once per epoch, in order with the epoch lines (stdout)
+            print(line, flush=True)
         _print_epoch(row, self.cfg.epochs)
+
+
+def _warning_lines_of(caught: list, seen: set[str]) -> list[str]:
+    """``warning: ...`` lines of the recorded warnings whose text was not printed before in the run."""
+    lines = []
+    for w in caught:
+        text = f"warning: {w.category.__name__}: {w.message}"
+        if text not in seen:
+            seen.add(text)
+            lines.append(text)
+    return lines
 
 
 def _print_epoch(row: dict[str, Any], epochs: int) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from ..data.datasets import DataBundle, DataError, check_option_keys
+from ..data.datasets import DataBundle, DataError, check_option_keys, set_on_bad_file
 from .base import ModalityAdapter
 
 __all__ = ["Modality", "register_modality", "get_modality", "modality_names", "build_adapter", "build_data",
@@ -134,7 +134,9 @@ def build_adapter(name: str, **kwargs: Any) -> ModalityAdapter:
 
 def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = None) -> DataBundle:
     """The train/val datasets for a :class:`~lkconv.engine.config.TrainConfig` (``data`` is PATH or builtin:NAME)."""
-    return get_modality(cfg.modality).build_data(cfg, eval_only=eval_only, class_names=class_names)
+    bundle = get_modality(cfg.modality).build_data(cfg, eval_only=eval_only, class_names=class_names)
+    set_on_bad_file(bundle, cfg.on_bad_file)  # decode failures are handled once, by the datasets
+    return bundle
 
 
 def load_for_predict(modality: str, path: str | Path, preprocessing: dict[str, Any]) -> torch.Tensor:

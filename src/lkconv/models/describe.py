@@ -6,14 +6,14 @@ import torch
 
 from ..analysis.complexity import count_macs, count_params
 from ._registry import create_model
+from .input_size import check_input_side
 
 __all__ = ["describe_model"]
 
 
 def describe_model(name: str, *, img_size: int = 224, in_chans: int = 3, num_classes: int = 1000) -> dict:
     """Parameters (train and deploy structure), MACs at ``img_size`` and the stage table, counted on ``meta``."""
-    if img_size < 32:
-        raise ValueError(f"img_size must be >= 32 (the network downsamples by 32), got {img_size}")
+    check_input_side(img_size)
     with torch.device("meta"):
         probe = create_model(name, num_classes=num_classes, in_chans=in_chans)
     sequence = len(getattr(probe, "default_input_size", (3, 1, 1))) == 2

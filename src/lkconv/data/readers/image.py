@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["read_image", "validate_image", "detect_channels"]
+__all__ = ["read_image", "validate_image", "detect_channels", "data_channels"]
 
 
 def _pil():
@@ -41,8 +42,26 @@ def validate_image(path: Path) -> None:
         im.verify()
 
 
+_GREY_MODES = ("L", "LA", "La", "1", "I", "I;16", "I;16B", "I;16L", "F")
+
+
 def detect_channels(path: Path) -> int:
-    """1 for grey-level images, else 3 (the channel count a folder of these files trains with)."""
+    """1 for a grey-level image, else 3 (read from the header; the pixels are not decoded)."""
     Image = _pil()
     with Image.open(path) as im:
-        return 1 if im.mode in ("L", "1", "I", "I;16", "F") else 3
+        return 1 if im.mode in _GREY_MODES else 3
+
+
+def data_channels(paths: Sequence[Path]) -> tuple[int, str]:
+    """The channel count a folder of images trains with, and why: 3 as soon as one file is in colour, 1 when every
+    file is grey-level. Files whose header cannot be read are left out (the dataset skips or refuses them)."""
+    grey = 0
+    for path in paths:
+        try:
+            c = detect_channels(path)
+        except Exception:  # noqa: BLE001 - an unreadable file is the dataset's to report
+            continue
+        if c == 3:
+            return 3, f"3 channels: {path.name} is in colour"
+        grey += 1
+    return 1, f"1 channel: all {grey} readable files are grey-level"

@@ -1,8 +1,8 @@
 """The image modality: folders of PNG/JPEG/BMP files (and in-memory arrays for built-in sets) for an
 :class:`~lkconv.modalities.image.adapter.ImageAdapter`.
 
-``modality_args``: ``aug`` (``rrc``, ``pad_crop`` or ``none``) and, for folders, ``channels`` (1 or 3; default
-the first file's).
+``modality_args``: ``aug`` (``rrc``, ``pad_crop`` or ``none``) and, for folders, ``channels`` (1 or 3; default: 3
+when any file is in colour, else 1).
 """
 
 from __future__ import annotations

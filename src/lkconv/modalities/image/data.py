@@ -11,7 +11,8 @@ import torch
 
 from ...data.augment.image import center_resize, random_pad_crop, random_resized_crop
 from ...data.datasets import DataBundle, DataError, SampleDataset, held_out_split, limit_splits, split_class_folders
-from ...data.readers.image import detect_channels, read_image, validate_image
+from ...data.readers.image import data_channels, read_image, validate_image
+from ...models.input_size import MIN_INPUT_SIDE, check_input_side
 
 __all__ = ["IMAGE_EXTENSIONS", "build_data", "load_for_predict", "image_bundle_from_arrays"]
 
@@ -37,7 +38,14 @@ def _transforms(size: int, native: int, aug: str | None):
 
 
 def _default_size(native: int) -> int:
-    return max(32, int(np.ceil(native / 32) * 32))
+    return max(MIN_INPUT_SIDE, int(np.ceil(native / 32) * 32))
+
+
+def _input_size(cfg, native: int, cap: int | None = None) -> int:
+    """``cfg.img_size`` checked against the models' one rule, else a default from the data's native side."""
+    if cfg.img_size is not None:
+        return check_input_side(cfg.img_size)
+    return min(_default_size(native), cap) if cap else _default_size(native)
 
 
 def image_bundle_from_arrays(
@@ -51,7 +59,7 @@ def image_bundle_from_arrays(
     train_x = to_chw(train_x)
     channels, native = train_x.shape[1], min(train_x.shape[-2:])
     args = dict(cfg.modality_args)
-    size = cfg.img_size or _default_size(native)
+    size = _input_size(cfg, native)
     train_tf, eval_tf, aug = _transforms(size, native, args.pop("aug", None))
     if test_x is None:
         tr_idx, va_idx = held_out_split(train_y.tolist(), cfg)
@@ -71,6 +79,33 @@ def image_bundle_from_arrays(
                       preprocessing={"img_size": size, "channels": channels})
 
 
+CHANNEL_CHOICES = (1, 3)
+
+
+def _channels(modality_args: dict, files: list[Path]) -> tuple[int, str]:
+    """``modality_args.channels`` when given (1 or 3), else decided from the files (any colour file: 3); and the
+    sentence the data summary prints about it."""
+    given = modality_args.get("channels")
+    if given is None:
+        return data_channels(files)
+    if isinstance(given, bool) or given not in CHANNEL_CHOICES:
+        raise DataError(f"modality_args.channels: {given!r} is not accepted; choose 1 (grey) or 3 (colour), or leave "
+                        "it out to decide from the files")
+    return int(given), f"{int(given)} channel(s): modality_args.channels"
+
+
+def _native_side(files: list[Path], indices: list[int], channels: int, on_bad_file: str) -> int:
+    """The shorter side of the first decodable image (the default input size follows it)."""
+    for i in indices:
+        try:
+            return min(read_image(files[i], channels).shape[-2:])
+        except Exception as e:  # noqa: BLE001 - any decoder error means the file is unusable
+            if on_bad_file == "error":
+                raise DataError(f"cannot read {files[i]}: {type(e).__name__}: {e} (on_bad_file: skip skips such "
+                                "files with a counted warning)") from e
+    raise DataError(f"none of the {len(indices)} images under the data folder can be decoded")
+
+
 def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = None) -> DataBundle:
     """Image folders per the data contract (see module docstring).
 
@@ -80,9 +115,9 @@ def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = 
     split = split_class_folders(Path(cfg.data), IMAGE_EXTENSIONS, cfg, validate=validate_image, eval_only=eval_only,
                                 class_names=class_names, what="image")
     all_files, all_labels, names, tr_idx, va_idx = split.files, split.labels, split.class_names, split.train, split.val
-    channels = int(cfg.modality_args.get("channels") or detect_channels(all_files[0]))
-    native = min(read_image(all_files[(tr_idx or va_idx)[0]], channels).shape[-2:])
-    size = cfg.img_size or min(_default_size(native), 224)
+    channels, why = _channels(cfg.modality_args, [all_files[i] for i in tr_idx + va_idx])
+    native = _native_side(all_files, tr_idx or va_idx, channels, cfg.on_bad_file)
+    size = _input_size(cfg, native, 224)
     train_tf, eval_tf, aug = _transforms(size, native, cfg.modality_args.get("aug"))
 
     def load(i):
@@ -95,7 +130,7 @@ def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = 
     val = SampleDataset(load, all_labels, va_idx, eval_tf, cfg.seed, describe)
     return DataBundle(train, val, names, "image", {"in_chans": channels}, (channels, size, size),
                       notes={"train_samples": len(tr_idx), "val_samples": len(val), "skipped_files": len(split.skipped),
-                             "aug": aug},
+                             "aug": aug, "channels": why},
                       preprocessing={"img_size": size, "channels": channels})
 
 
