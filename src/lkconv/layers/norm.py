@@ -39,7 +39,7 @@ def global_response_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tenso
     spatial = (2, 3) if channel_dim == 1 else (1, 2)
     gx = torch.linalg.vector_norm(x, ord=2, dim=spatial, keepdim=True)
     nx = gx / (gx.mean(dim=channel_dim, keepdim=True) + 1e-6)
-    out = (gamma * nx + 1) * x
+    out = torch.addcmul(x, x, gamma * nx)  # x + x·γ·N(x) = (γ·N(x) + 1)·x in one rounding step
     return out if beta is None else out + beta
 
 
