@@ -270,7 +270,7 @@ def format_tables(rows: list[dict], tasks: dict[str, Task]) -> str:
         trs = [r for r in rows if r["task"] == name]
         if not trs:
             continue
-        c = TrainConfig.from_dict({**task.config, "out": "-"})
+        c = TrainConfig.from_dict({"model": trs[0]["model"], **task.config, "out": "-"})
         rec = resolve_recipe(c)
         lines += [f"### {name}: {task.notes}", "",
                   f"{c.epochs} epochs, batch {c.batch_size}, AdamW lr {rec['lr']:g} (cosine, {rec['warmup_epochs']:g} "

@@ -61,9 +61,11 @@ def count_params(run_dir: Path) -> int:
 
 
 def config_differences(recipe: TrainConfig, run: TrainConfig) -> list[str]:
-    """``key: recipe value -> run value`` for every field that differs (ignoring out, progress, ...)."""
+    """``key: recipe value -> run value`` for every field that differs (ignoring out, progress, ...). A field the
+    recipe leaves to the automatic recipe (None) is not a difference: the run records the value chosen for it."""
     a, b = recipe.to_dict(), run.to_dict()
-    return [f"{k}: {a[k]!r} -> {b.get(k)!r}" for k in a if k not in _IGNORED_FIELDS and a[k] != b.get(k)]
+    return [f"{k}: {a[k]!r} -> {b.get(k)!r}" for k in a
+            if k not in _IGNORED_FIELDS and a[k] is not None and a[k] != b.get(k)]
 
 
 def same_data(recipe: TrainConfig, run: TrainConfig) -> bool:

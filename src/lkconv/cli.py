@@ -154,7 +154,7 @@ def _interrupted_line(cfg) -> str:
     if done is None:
         return f"\nlkconv train: interrupted; {run.path / 'last.pt'} is unreadable, the run cannot be resumed"
     if done == 0:
-        return (f"\nlkconv train: interrupted before the first epoch ended; nothing saved to resume, run the same "
+        return ("\nlkconv train: interrupted before the first epoch ended; nothing saved to resume, run the same "
                 "command again to start over")
     return (f"\nlkconv train: interrupted; {run.path} holds epoch {done}/{cfg.epochs} (last.pt). Resume with: "
             f"lkconv train --out {shlex.quote(str(run.path))} --resume")

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 import lkconv
-import lkconv.deploy.optimize as optimize_module
+import lkconv.deploy.fast_unireplknet as optimize_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import bench_breakdown as bb  # noqa: E402

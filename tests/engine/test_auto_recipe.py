@@ -133,7 +133,7 @@ def test_default_image_run_on_a_small_folder(image_folder, tmp_path, capsys):
     """~28 training images: the old fixed batch 64 stopped with an error; the small model is chosen."""
     out = tmp_path / "run"
     assert main(["train", "--modality", "image", "--data", str(image_folder), "--out", str(out), "--epochs", "2",
-                 "--img-size", "16", "--no-progress"]) == 0
+                 "--img-size", "32", "--no-progress"]) == 0
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["batch_size"] == 8 and config["model_args"] == SMALL_UNIREPLKNET
     assert "result: val accuracy" in capsys.readouterr().out

@@ -75,7 +75,7 @@ def run_dir(tmp_path) -> Path:
            "adapter": "image", "adapter_args": {"in_chans": 3}, "task": "classify", "class_names": ["a", "b", "c"],
            "modality": "image", "raw_shape": [3, 32, 32], "preprocessing": {"img_size": 32}}
     run = RunDir(tmp_path / "run")
-    run.write_config({"model": "unireplknet_a"}, cfg)
+    run.write_config({"model": "unireplknet_a", "data": str(tmp_path / "data"), "out": str(tmp_path / "run")}, cfg)
     sd = {k: v.contiguous() for k, v in build_run_model(cfg).state_dict().items()}
     run.save_weights(sd)
     run.save_weights(sd, "best.safetensors")

@@ -23,7 +23,9 @@ REFERENCE_RECIPE: dict[str, tuple[float, float, float]] = {
 }
 
 
-def _size_of(model_name: str) -> str | None:
+def _size_of(model_name: str | None) -> str | None:
+    if not model_name:
+        return None
     suffix = model_name.rsplit("_", 1)[-1]
     return suffix if suffix in REFERENCE_RECIPE else None
 

@@ -30,6 +30,12 @@ def sgconv_num_scales(max_len: int, kernel_dim: int) -> int:
     return 1 + max(0, math.ceil(math.log2(max_len / kernel_dim)))
 
 
+def _tracing() -> bool:
+    exporting = getattr(torch.compiler, "is_exporting", lambda: False)
+    return (torch.compiler.is_compiling() or exporting() or torch.jit.is_tracing()
+            or torch.onnx.is_in_onnx_export())
+
+
 class SGConv(nn.Module):
     """Structured Global Convolution layer (SGConv, "What makes convolutional models great on long sequences").
 
@@ -112,11 +118,16 @@ class SGConv(nn.Module):
     def build_kernel(self, length: int) -> torch.Tensor:
         """The normalised kernel ``(directions, H, length)``; the first call freezes the normaliser."""
         k = self.raw_kernel()
-        if not bool(self.kernel_norm_ready):
+        if _tracing():  # export/compile: no data-dependent branch, no buffer write; the same value either way
+            norm = torch.where(self.kernel_norm_ready, self.kernel_norm, k.detach().norm(dim=-1, keepdim=True))
+            k = k / norm
+        elif not bool(self.kernel_norm_ready):
             with torch.no_grad():
                 self.kernel_norm.copy_(k.norm(dim=-1, keepdim=True))
                 self.kernel_norm_ready.fill_(True)
-        k = k / self.kernel_norm
+            k = k / self.kernel_norm
+        else:
+            k = k / self.kernel_norm
         if length <= k.shape[-1]:
             return k[..., :length]
         return F.pad(k, (0, length - k.shape[-1]))

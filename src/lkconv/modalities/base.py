@@ -48,11 +48,20 @@ class PerceptionModel(nn.Module):
         self.adapter = adapter
         self.backbone = backbone
 
+    def _backbone_input(self, raw: torch.Tensor) -> torch.Tensor:
+        # Adapters may compute in fp32 whatever the input (e.g. audio filterbanks); a backbone cast to bf16/fp16
+        # (optimize_for_inference) takes its own dtype.
+        x = self.adapter(raw)
+        p = next(self.backbone.parameters(), None)
+        if p is not None and x.is_floating_point() and x.dtype != p.dtype:
+            x = x.to(p.dtype)
+        return x
+
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
-        return self.adapter.postprocess(self.backbone(self.adapter(raw)), raw)
+        return self.adapter.postprocess(self.backbone(self._backbone_input(raw)), raw)
 
     def forward_features(self, raw: torch.Tensor) -> torch.Tensor:
-        return self.backbone.forward_features(self.adapter(raw))
+        return self.backbone.forward_features(self._backbone_input(raw))
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.backbone.set_grad_checkpointing(enable)

@@ -14,7 +14,6 @@ not given), and the adapter's options ``num_mel_bins``, ``target_frames``, ``fra
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ...data.datasets import DataBundle, DataError, SampleDataset, check_option_keys, split_class_folders
 from ...data.augment.video import crop_clip

@@ -1,7 +1,7 @@
 """The algorithms a plan can name, each run on a validated :class:`~lkconv.ops.dwconv.spec.Spec`.
 
 * ``"nchw"`` / ``"nhwc"``: ``F.conv2d`` (oneDNN) on an input in that layout (:func:`run_torch`);
-* ``"fft"``: real FFT of the padded input times the kernel's spectrum (:func:`run_fft`);
+* ``"fft"``: real FFT of the padded input times the kernel's spectrum (``_run_fft``);
 * ``"direct:..."``: lkconv's C kernel (:mod:`lkconv.ops.native`), NCHW and channels_last natively, fp32 and bf16,
   no autograd (:func:`run_direct`); :class:`PackedWeight` keeps a module's weight packed for it between calls.
 
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from lkconv.ops import native
 from lkconv.ops.dwconv.spec import DIRECT_VARIANTS, Spec
 
-__all__ = ["PackedWeight", "direct_available", "run", "run_direct", "run_fft", "run_torch"]
+__all__ = ["PackedWeight", "direct_available", "run", "run_direct", "run_torch"]
 
 _CL = torch.channels_last
 
