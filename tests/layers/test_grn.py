@@ -1,4 +1,4 @@
-"""GRN has one formula (layers.norm.global_response_norm); its layouts and the fused ops' reference agree with it."""
+"""GRN has one formula (ops.grn.global_response_norm, re-exported by layers.norm); its layouts and the fused ops' reference agree with it."""
 
 import torch
 import torch.nn.functional as F

@@ -1,11 +1,13 @@
 """Normalisation layers shared by the families: channels-first LayerNorm and Global Response Norm (whose formula
-lives once, in :func:`global_response_norm`)."""
+lives once, in :func:`lkconv.ops.grn.global_response_norm`)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..ops.grn import global_response_norm
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -21,26 +23,6 @@ class LayerNorm2d(nn.LayerNorm):
         x = x.permute(0, 2, 3, 1)
         x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
-
-
-def global_response_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor | None, channel_dim: int) -> torch.Tensor:
-    """GRN's formula, the one reference definition (the fused C kernels of :mod:`lkconv.ops.fused` are tested
-    against it): ``(γ·N(x) + 1)·x + β`` with ``N(x) = G(x) / (mean_c G(x) + 1e-6)`` and ``G(x)`` the per-channel L2
-    norm over the two spatial dimensions.
-
-    Args:
-        x: A 4-D map, channels at ``channel_dim`` (-1 for NHWC, 1 for NCHW) and the spatial dimensions elsewhere.
-        gamma: Scale, broadcastable to ``x`` (shape C along ``channel_dim``).
-        beta: Bias, same shape as ``gamma``, or None (folded away in the deploy structure).
-        channel_dim: 1 or -1 (or 3).
-    """
-    if x.dim() != 4 or channel_dim not in (1, 3, -1):
-        raise ValueError(f"GRN needs a 4-D map and channel_dim 1 or -1, got shape {tuple(x.shape)}, {channel_dim}")
-    spatial = (2, 3) if channel_dim == 1 else (1, 2)
-    gx = torch.linalg.vector_norm(x, ord=2, dim=spatial, keepdim=True)
-    nx = gx / (gx.mean(dim=channel_dim, keepdim=True) + 1e-6)
-    out = torch.addcmul(x, x, gamma * nx)  # x + x·γ·N(x) = (γ·N(x) + 1)·x in one rounding step
-    return out if beta is None else out + beta
 
 
 class GRN(nn.Module):

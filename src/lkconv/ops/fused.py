@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from . import native
+from .grn import global_response_norm
 
 __all__ = [
     "PW1_PATHS",
@@ -41,11 +42,12 @@ __all__ = [
 
 def gelu_grn_reference(y: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor | None = None) -> torch.Tensor:
     """The plain torch computation (any layout, differentiable)."""
-    g = F.gelu(y)
-    gx = torch.linalg.vector_norm(g, ord=2, dim=(2, 3), keepdim=True)
-    nx = gx / (gx.mean(dim=1, keepdim=True) + 1e-6)
-    out = torch.addcmul(g, g, gamma.reshape(1, -1, 1, 1) * nx)
-    return out + beta.reshape(1, -1, 1, 1) if beta is not None else out
+    return _grn_nchw(F.gelu(y), gamma, beta)
+
+
+def _grn_nchw(g: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor | None) -> torch.Tensor:
+    return global_response_norm(g, gamma.reshape(1, -1, 1, 1), None if beta is None else beta.reshape(1, -1, 1, 1),
+                                channel_dim=1)
 
 
 _LN_KERNEL_MAX_CHANNELS = 128
@@ -67,9 +69,7 @@ def gelu_grn(y: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor | None = N
     lib = native.load() if _kernel_applies(y) else None
     if lib is None:
         if gelu_done:
-            gx = torch.linalg.vector_norm(y, ord=2, dim=(2, 3), keepdim=True)
-            out = torch.addcmul(y, y, gamma.reshape(1, -1, 1, 1) * (gx / (gx.mean(dim=1, keepdim=True) + 1e-6)))
-            return out + beta.reshape(1, -1, 1, 1) if beta is not None else out
+            return _grn_nchw(y, gamma, beta)
         return gelu_grn_reference(y, gamma, beta)
     b, c, h, w = y.shape
     bf = int(y.dtype == torch.bfloat16)
