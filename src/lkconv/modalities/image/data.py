@@ -135,5 +135,10 @@ def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = 
 
 
 def load_for_predict(path: str | Path, preprocessing: dict) -> torch.Tensor:
-    img = read_image(path, preprocessing["channels"])
+    """One file as validation sees it; a file that does not decode is a :class:`DataError` saying what is accepted."""
+    try:
+        img = read_image(path, preprocessing["channels"])
+    except Exception as e:  # noqa: BLE001 - any decoder error means the file is not an image this run can read
+        raise DataError(f"not a readable image ({type(e).__name__}: {e}); accepted: "
+                        f"{', '.join('.' + x for x in IMAGE_EXTENSIONS)} image files") from e
     return center_resize(img, preprocessing["img_size"])
