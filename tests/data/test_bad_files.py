@@ -152,3 +152,34 @@ def test_wav_with_riff_header_but_no_data_chunk(tmp_path, on_bad_file):
         x, _ = ds[k]
         assert x.shape == ds[(k + 1) % len(ds)][0].shape
         assert "0_empty.wav" in skipped_files_warning(bundle)
+
+
+def test_unreadable_file_says_it_once_with_what_is_accepted(tmp_path):
+    from lkconv.data.datasets import unreadable_file
+
+    path = tmp_path / "x.ts"
+    assert str(unreadable_file(path, ValueError(f"{path}: no data"), "ts files")) == "no data; accepted: ts files"
+    assert str(unreadable_file(path, ValueError(f"{path}:3: 'zz' is not a number"), "ts")).startswith("line 3: 'zz'")
+    assert str(unreadable_file(path, OSError("truncated"), "ts")) == "OSError: truncated; accepted: ts"
+    assert str(unreadable_file(path, DataError("bad; accepted: a"), "b")) == "bad; accepted: a"  # its own list stays
+
+
+def test_skipped_files_in_loader_workers_are_counted_in_the_main_process():
+    from torch.utils.data import DataLoader
+
+    ds = _dataset({2, 3})
+    batches = [[0, 1, 2], [3, 4, 5]]
+    assert sum(len(x) for x, _ in DataLoader(ds, batch_sampler=batches, num_workers=2)) == 6
+    skipped = ds.take_skipped()  # was: nothing (each worker kept its own count)
+    assert sorted(name for name, _ in skipped) == ["f2.png", "f3.png"]
+    assert "file 2 is truncated" in skipped[0][1]  # the reason, read again in the main process
+    assert ds.take_skipped() == []
+
+
+def test_the_epoch_warning_counts_the_same_with_and_without_workers(folder_with_truncated_jpegs, tmp_path, capsys):
+    counts = {}
+    for workers in ("0", "2"):
+        assert _train(folder_with_truncated_jpegs, tmp_path / workers, "--epochs", "1", "--num-workers", workers) == 0
+        out = capsys.readouterr().out.splitlines()
+        counts[workers] = [line.split(" unreadable")[0] for line in out if line.startswith("warning: skipped")]
+    assert counts["0"] == counts["2"] and counts["0"] and counts["0"][0].startswith("warning: skipped ")

@@ -230,3 +230,16 @@ def test_train_learns_tones_end_to_end(tmp_path, one_thread):
     assert metrics["num_samples"] == 18 and metrics["accuracy"] > 0.6  # chance is 1/3
     rows = predict_files(run, [root / "val" / "high" / "0.wav"])
     assert rows[0]["top"][0][0] in ("low", "mid", "high")
+
+
+def test_predict_names_what_is_wrong_and_what_is_accepted(tmp_path):
+    """Issue 14: a file predict cannot read is one sentence, without the path twice and with what is accepted."""
+    pre = {"sample_rate": 16000, "num_samples": 800}
+    no_data = tmp_path / "no_data.wav"
+    no_data.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunk")
+    with pytest.raises(DataError) as e:
+        load_for_predict(no_data, pre)
+    assert str(no_data) not in str(e.value).split("(")[0]  # predict's line names the file once, before this text
+    assert str(e.value).endswith("accepted: .wav, .flac, .ogg audio files (PCM or float WAV without soundfile)")
+    with pytest.raises(DataError, match=r"^not an audio file \(suffix '\.png'\); accepted: \.wav, \.flac, \.ogg"):
+        load_for_predict(tmp_path / "x.png", pre)

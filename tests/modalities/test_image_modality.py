@@ -72,3 +72,11 @@ def test_the_channel_sentence_is_in_the_training_summary(tmp_path, capsys):
                  "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "channels: 3 channels: 01.png is in colour" in out
+
+
+def test_predict_names_what_is_wrong_and_what_is_accepted(tmp_path):
+    from lkconv.modalities.image.data import load_for_predict
+
+    (tmp_path / "text.png").write_text("hello")
+    with pytest.raises(DataError, match=r"^UnidentifiedImageError: .*; accepted: \.png, \.jpg, \.jpeg, \.bmp image"):
+        load_for_predict(tmp_path / "text.png", {"channels": 3, "img_size": 32})

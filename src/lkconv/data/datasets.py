@@ -16,13 +16,32 @@ from torch.utils.data import Dataset
 
 __all__ = ["DataBundle", "DataError", "scan_class_folders", "stratified_split", "subset", "SampleDataset",
            "resolve_splits", "check_option_keys", "limit_splits", "held_out_split", "FolderSplit",
-           "split_class_folders", "set_on_bad_file", "skipped_files_warning"]
+           "split_class_folders", "set_on_bad_file", "skipped_files_warning", "unreadable_file"]
 
 log = logging.getLogger("lkconv.data")
 
 
 class DataError(ValueError):
     """The data path, its layout or a file in it is not usable."""
+
+
+def unreadable_file(path: str | Path, error: Exception, accepted: str) -> DataError:
+    """The :class:`DataError` of a file that ``predict`` cannot read: the reader's own words (without the path, which
+    the caller's line names already) and what is accepted, e.g. ``soundfile could not decode this file (...); accepted: ...``.
+
+    lkconv's readers start their sentences with the path (``PATH: ...`` or ``PATH:LINE: ...``, which becomes
+    ``line LINE: ...``); anything else (numpy's, PIL's, PyAV's own errors) keeps its type name so the cause stays
+    findable.
+    """
+    text, own = str(error), isinstance(error, DataError)
+    for name in dict.fromkeys((str(path), str(Path(path)))):
+        if text.startswith(f"{name}:"):
+            rest, own = text[len(name) + 1:], True
+            text = rest.lstrip() if rest.startswith(" ") else f"line {rest}"
+            break
+    if not own:
+        text = f"{type(error).__name__}: {text}"
+    return DataError(text if "accepted" in text else f"{text}; accepted: {accepted}")
 
 
 @dataclass
@@ -214,6 +233,10 @@ class SampleDataset(Dataset):
     readable sample of the dataset (positions ``k+1, k+2, ...``) takes its place. The substitute depends only on which
     files are unreadable, so batch sizes stay the same and a resumed run sees the same batches. Skipped files are
     collected (:meth:`take_skipped`) for one counted warning per epoch instead of a line per failure.
+
+    Loader workers are other processes: a worker marks the positions it skipped in a shared-memory flag per sample
+    (created here, before any worker starts, and shared with forked or spawned workers), so the count taken in the
+    main process covers every worker's reads.
     """
 
     def __init__(
@@ -225,7 +248,8 @@ class SampleDataset(Dataset):
         self.transform, self.seed, self.epoch = transform, seed, 0
         self.describe = describe or (lambda i: f"sample {i}")
         self.on_bad_file = on_bad_file
-        self.bad: dict[int, str] = {}  # index -> reason: the unreadable samples met since take_skipped()
+        self.bad: dict[int, str] = {}  # index -> reason: the unreadable samples this process met since take_skipped()
+        self.flags = torch.zeros(len(self.indices), dtype=torch.uint8).share_memory_()  # positions skipped, any process
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -237,9 +261,23 @@ class SampleDataset(Dataset):
         return [self.labels[i] for i in self.indices]
 
     def take_skipped(self) -> list[tuple[str, str]]:
-        """(file, reason) of the unreadable samples met since the last call (in this process), then forgets them."""
-        skipped, self.bad = [(self.describe(i), reason) for i, reason in self.bad.items()], {}
-        return skipped
+        """(file, reason) of the unreadable samples met since the last call, in this process or its loader workers,
+        then forgets them. A file only a worker met is read again here for its reason (the first one only)."""
+        found: dict[int, str | None] = dict(self.bad)
+        for pos in self.flags.nonzero().flatten().tolist():
+            found.setdefault(self.indices[pos], None)
+        self.bad = {}
+        self.flags.zero_()
+        return [(self.describe(i), reason if reason is not None else self._reason(i) if n == 0 else
+                 "unreadable in a loader worker") for n, (i, reason) in enumerate(found.items())]
+
+    def _reason(self, i: int) -> str:
+        """Why sample ``i`` failed in a worker: its decoder's error again, or (when it decodes here) its transform."""
+        try:
+            self.load(i)
+        except Exception as e:  # noqa: BLE001 - the same failure the worker met
+            return f"{type(e).__name__}: {e}"
+        return "its transform failed in a loader worker"
 
     def _read(self, k: int) -> tuple[int, torch.Tensor]:
         """The (transformed) sample at position ``k``, or under ``on_bad_file="skip"`` the next readable one."""
@@ -260,8 +298,7 @@ class SampleDataset(Dataset):
                     raise DataError(f"cannot read {self.describe(i)}: {reason} (on_bad_file: skip skips such files "
                                     "with a counted warning)") from e
                 self.bad[i] = reason
-                if torch.utils.data.get_worker_info() is not None:  # a worker's count never reaches the trainer
-                    log.warning("skipped unreadable file %s: %s", self.describe(i), reason)
+                self.flags[(k + step) % n] = 1
         first = next(iter(self.bad.items()))
         self.bad = {}
         raise DataError(f"no readable sample: all {n} failed to decode (first: {self.describe(first[0])}: {first[1]})")
@@ -282,7 +319,8 @@ def set_on_bad_file(bundle: DataBundle, on_bad_file: str) -> None:
 def skipped_files_warning(bundle: DataBundle) -> str | None:
     """One line counting the files skipped since the last call (training and validation), or None.
 
-    The count covers this process's reads; with ``num_workers > 0`` the workers' reads are not seen here."""
+    The count covers this process's reads and its loader workers' (see :class:`SampleDataset`); in a distributed run
+    each process counts the files of its own share of the batches."""
     skipped = [s for ds in (bundle.train, bundle.val) if isinstance(ds, SampleDataset) for s in ds.take_skipped()]
     if not skipped:
         return None
