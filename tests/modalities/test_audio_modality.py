@@ -243,3 +243,16 @@ def test_predict_names_what_is_wrong_and_what_is_accepted(tmp_path):
     assert str(e.value).endswith("accepted: .wav, .flac, .ogg audio files (PCM or float WAV without soundfile)")
     with pytest.raises(DataError, match=r"^not an audio file \(suffix '\.png'\); accepted: \.wav, \.flac, \.ogg"):
         load_for_predict(tmp_path / "x.png", pre)
+
+
+def test_nan_samples_are_refused_naming_the_file(tmp_path):
+    """Issue 14 probe: a float WAV of NaNs was read, predicted as "high nan" and would have stopped training with a
+    NaN loss that names no file."""
+    from lkconv.data.readers.audio import read_audio
+
+    path = write_wav(tmp_path / "nan.wav", np.where(np.arange(800) % 2, np.nan, 0.1).astype(np.float32), 16000,
+                     bits=-32)
+    with pytest.raises(ValueError, match=r"nan\.wav: 400 of 800 samples are NaN or infinite; accepted: finite"):
+        read_audio(path)
+    with pytest.raises(DataError, match=r"^400 of 800 samples are NaN or infinite; accepted: finite samples$"):
+        load_for_predict(path, {"sample_rate": 16000, "num_samples": 800})

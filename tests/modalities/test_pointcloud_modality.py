@@ -285,3 +285,16 @@ def test_predict_names_what_is_wrong_and_what_is_accepted(tmp_path, name, conten
         path.write_text(content)
     with pytest.raises(DataError, match=message):
         load_for_predict(path, {"num_points": 16})
+
+
+def test_nan_coordinates_are_refused_naming_the_file(tmp_path):
+    """Issue 14 probe: NaN points reached the projection as "index -9223372036854775808 is out of bounds", which
+    stopped predict (and training) without naming the file."""
+    from lkconv.data.readers.pointcloud import read_pointcloud
+
+    path = tmp_path / "nan.xyz"
+    path.write_text("0 0 0\nnan 1 2\n1 inf 0\n")
+    with pytest.raises(ValueError, match=r"nan\.xyz: 2 of 3 points have NaN or infinite coordinates; accepted: finite"):
+        read_pointcloud(path)
+    with pytest.raises(DataError, match=r"^2 of 3 points have NaN or infinite coordinates; accepted: finite numbers$"):
+        load_for_predict(path, {"num_points": 8})

@@ -150,7 +150,7 @@ class _GeometryCache:
 def _validate(path: Path) -> None:
     geom = read_pointcloud(path)
     if len(geom.vertices) == 0:
-        raise ValueError("no points")
+        raise ValueError(f"{path}: no points; accepted: a mesh or point set with at least one point")
 
 
 def _transforms(opts: dict[str, Any], *, pose_eval: bool):
