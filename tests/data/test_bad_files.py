@@ -183,3 +183,32 @@ def test_the_epoch_warning_counts_the_same_with_and_without_workers(folder_with_
         out = capsys.readouterr().out.splitlines()
         counts[workers] = [line.split(" unreadable")[0] for line in out if line.startswith("warning: skipped")]
     assert counts["0"] == counts["2"] and counts["0"] and counts["0"][0].startswith("warning: skipped ")
+
+
+def test_a_class_whose_files_are_all_unreadable_is_an_error(tmp_path):
+    """Issue 14 probe: the class trained with no sample at all ("class balance 0-7 ... largest/smallest 1.00")."""
+    root = _image_folder(tmp_path / "data", n=4)
+    for f in (root / "blob").iterdir():
+        f.write_text("not an image")
+    with pytest.raises(DataError, match=r"class folder .*blob: none of its 4 file\(s\) can be read \(first: .*00\.png: "
+                                        r"UnidentifiedImageError.*accepted: readable \*\.\{bmp,jpeg,jpg,png\} files"):
+        build_data(TrainConfig(data=str(root), out=str(tmp_path / "run")))
+
+
+def test_one_class_folder_is_not_a_classification_data_set(tmp_path):
+    """Issue 14 probe: one class folder trained a 1-class model to a meaningless 100 %."""
+    root = _image_folder(tmp_path / "data", n=4)
+    import shutil
+
+    shutil.rmtree(root / "horizontal")
+    with pytest.raises(DataError, match=r"has one class folder \(blob\); a classifier needs at least two"):
+        build_data(TrainConfig(data=str(root), out=str(tmp_path / "run")))
+    bundle = build_data(TrainConfig(data=str(root), out=str(tmp_path / "run")), eval_only=True,
+                        class_names=["blob", "horizontal"])  # evaluating on one class stays possible
+    assert len(bundle.val) == 4
+
+
+def test_a_file_given_as_the_data_folder_says_so(tmp_path):
+    root = _image_folder(tmp_path / "data", n=2)
+    with pytest.raises(DataError, match=r"00\.png is a file; the data is a folder of class folders, PATH/<class>/"):
+        build_data(TrainConfig(data=str(root / "blob" / "00.png"), out=str(tmp_path / "run")))

@@ -129,3 +129,22 @@ def test_predict_names_a_missing_file_and_still_predicts_the_others(tiny_run, im
     assert captured.out.startswith(str(image_folder / "blob" / "0.png"))
     assert f"lkconv predict: error: cannot read {missing}: not found" in captured.err
 
+
+
+def test_damaged_run_configs_are_named_not_tracebacks(tiny_run, image_folder, tmp_path, capsys):
+    """Issue 14 probe: a cut config.yaml on --resume was a yaml ParserError traceback; a cut config.json a bare
+    "Unterminated string" line naming no file."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    good_yaml = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text("data: [unclosed\n")
+    assert main(["train", "--out", str(run), "--resume"]) == 2
+    line = error_line(capsys, "train")
+    assert f"{run / 'config.yaml'} is not valid YAML" in line and "restore it" in line
+    (run / "config.yaml").write_text(good_yaml)
+    (run / "config.json").write_text((run / "config.json").read_text()[:100])
+    assert main(["predict", "--run", str(run), str(image_folder / "blob" / "0.png")]) == 2
+    line = error_line(capsys, "predict")
+    assert f"{run / 'config.json'} is not valid JSON" in line and f"lkconv train --out {run} --resume" in line

@@ -387,12 +387,15 @@ def test_an_object_array_in_an_npz_names_the_file_and_the_key(tmp_path):
     ("cube.npy", r"^array of shape \(2, 3, 4\) and dtype float32; accepted: numeric \(channels, length\)"),
     ("strings.npy", r"^array of shape \(3,\) and dtype <U1; accepted: numeric"),
     ("junk.npy", r"^ValueError: .*; accepted: \.ts or \.npz files of one case"),
+    ("two.npy", r"^2 channel\(s\)/series; accepted: 1, as the run was trained on$"),
 ])
 def test_predict_names_what_is_wrong_and_what_is_accepted(tmp_path, name, message):
     if name == "cube.npy":
         np.save(tmp_path / name, np.zeros((2, 3, 4), np.float32))
     elif name == "strings.npy":
         np.save(tmp_path / name, np.array(["a", "b", "c"]))
+    elif name == "two.npy":
+        np.save(tmp_path / name, np.zeros((2, 8), np.float32))
     else:
         (tmp_path / name).write_bytes(b"\x93NUMPY junk")
     with pytest.raises(DataError, match=message):

@@ -69,12 +69,15 @@ def scan_class_folders(
         ``(files, labels, class_names, skipped)``; ``skipped`` holds (file, reason) for unreadable files.
 
     Raises:
-        DataError: missing or empty root, a class folder with no matching files, or (``on_bad_file='error'``) an
-            unreadable file, naming it.
+        DataError: missing or empty root, a class folder with no matching files or none that can be read, or
+            (``on_bad_file='error'``) an unreadable file, naming it.
     """
+    exts = {e.lower().lstrip(".") for e in extensions}
+    if root.is_file():
+        raise DataError(f"{root} is a file; the data is a folder of class folders, "
+                        f"PATH/<class>/*.{{{','.join(sorted(exts))}}}")
     if not root.is_dir():
         raise DataError(f"data folder not found: {root}")
-    exts = {e.lower().lstrip(".") for e in extensions}
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise DataError(f"{root} has no class folders; expected {root}/<class>/*.{{{','.join(sorted(exts))}}}")
@@ -89,6 +92,7 @@ def scan_class_folders(
         found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower().lstrip(".") in exts)
         if not found:
             raise DataError(f"class folder {folder} has no files with extensions {sorted(exts)}")
+        readable = 0
         for path in found:
             if validate is not None:
                 try:
@@ -100,6 +104,11 @@ def scan_class_folders(
                     continue
             files.append(path)
             labels.append(names.index(folder.name))
+            readable += 1
+        if not readable:  # a class without one sample cannot be learned or evaluated
+            first, reason = next((p, r) for p, r in skipped if p.parent == folder or folder in p.parents)
+            raise DataError(f"class folder {folder}: none of its {len(found)} file(s) can be read (first: {first}: "
+                            f"{reason}); accepted: readable *.{{{','.join(sorted(exts))}}} files")
     if skipped:
         log.warning("skipped %d unreadable file(s) under %s (first: %s: %s)", len(skipped), root, *skipped[0])
     if not files:
@@ -219,6 +228,9 @@ def split_class_folders(
     if (not tr_idx and not eval_only) or not va_idx:
         raise DataError(f"{root}: need at least one training and one validation {what} (have {len(tr_idx)}, "
                         f"{len(va_idx)}); add files or a val/ folder")
+    if not eval_only and len(names) < 2:
+        raise DataError(f"{train_root} has one class folder ({names[0]}); a classifier needs at least two: "
+                        f"{train_root}/<class>/... for each class")
     return FolderSplit(files, labels, names, tr_idx, va_idx, skipped)
 
 

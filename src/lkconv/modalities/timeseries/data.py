@@ -382,10 +382,10 @@ def load_for_predict(path: str | Path, preprocessing: dict) -> torch.Tensor:
     except Exception as e:  # noqa: BLE001 - any reader error means the file is not a series this run can read
         raise unreadable_file(path, e, accepted) from e
     if x.shape[0] != channels:
-        raise DataError(f"{path}: {x.shape[0]} channel(s)/series, the run was trained on {channels}")
+        raise DataError(f"{x.shape[0]} channel(s)/series; accepted: {channels}, as the run was trained on")
     if preprocessing.get("task") == "forecast":
         lookback = int(preprocessing["lookback"])
         if length < lookback:
-            raise DataError(f"{path}: {length} steps, the run needs the last {lookback}")
+            raise DataError(f"{length} steps; accepted: at least the run's lookback of {lookback} steps")
         return torch.from_numpy(np.ascontiguousarray(x[:, length - lookback : length], dtype=np.float32))
     return torch.from_numpy(fix_length(x, length, int(preprocessing["length"]), preprocessing["unequal"]))
