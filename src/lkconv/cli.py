@@ -509,8 +509,16 @@ def _version() -> str:
         return __version__
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as one ``lkconv CMD: error: ...`` line (the usage block of ``train`` is ~25 lines that
+    bury the line that matters); ``--help`` still prints everything. Subcommand parsers inherit the class."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lkconv", description="Large-kernel ConvNets with universal perception.")
+    parser = _Parser(prog="lkconv", description="Large-kernel ConvNets with universal perception.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -51,7 +51,7 @@ def test_bad_numbers_name_the_option_and_what_is_accepted(argv, message, capsys)
     with pytest.raises(SystemExit) as e:
         _train_args(*argv)
     assert e.value.code == 2
-    assert error_line(capsys, "train").endswith(message)
+    assert message in error_line(capsys, "train")
 
 
 # --- item 9: malformed --model-args / --modality-args YAML ---------------------------------------------------------
@@ -148,3 +148,13 @@ def test_damaged_run_configs_are_named_not_tracebacks(tiny_run, image_folder, tm
     assert main(["predict", "--run", str(run), str(image_folder / "blob" / "0.png")]) == 2
     line = error_line(capsys, "predict")
     assert f"{run / 'config.json'} is not valid JSON" in line and f"lkconv train --out {run} --resume" in line
+
+
+@pytest.mark.parametrize("argv", [["train", "--epochs", "2.5"], ["predict", "x.png"], ["nonsense"]])
+def test_option_errors_are_one_line_without_the_usage_block(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("lkconv") and "error: " in err  # was: ~25 lines
+    assert err.strip().endswith("--help)")
