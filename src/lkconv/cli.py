@@ -197,11 +197,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .engine.evaluate import predict_files, prediction_lines
 
+    device = _device(args)  # an unusable --device is refused before anything else
     # a missing file is reported with the unreadable ones; the files that are there are still predicted
     errors: list[tuple[str, str]] = [(f, "not found") for f in args.files if not Path(f).exists()]
     present = [f for f in args.files if Path(f).exists()]
     rows = predict_files(args.run, present, weights=args.weights, top_k=args.top_k, errors=errors,
-                         device=_device(args)) if present else []
+                         device=device) if present else []
     for line in prediction_lines(args.run, rows):  # the run's task decides the lines
         print(line)
     sys.stdout.flush()

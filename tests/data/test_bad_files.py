@@ -212,3 +212,17 @@ def test_a_file_given_as_the_data_folder_says_so(tmp_path):
     root = _image_folder(tmp_path / "data", n=2)
     with pytest.raises(DataError, match=r"00\.png is a file; the data is a folder of class folders, PATH/<class>/"):
         build_data(TrainConfig(data=str(root / "blob" / "00.png"), out=str(tmp_path / "run")))
+
+
+def test_eval_says_which_files_it_could_not_decode(folder_with_truncated_jpegs, tmp_path, capsys):
+    """Issue 14 probe: eval replaced a truncated JPEG by the next sample without a word (the metrics counted a
+    duplicate)."""
+    import json
+
+    assert main(["train", "--data", str(folder_with_truncated_jpegs), "--out", str(tmp_path / "run"), "--model-args",
+                 TINY, "--img-size", "32", "--epochs", "1", "--no-progress"]) == 0  # every file evaluated
+    capsys.readouterr()
+    assert main(["eval", "--run", str(tmp_path / "run"), "--data", str(folder_with_truncated_jpegs)]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["warning"].startswith("warning: skipped 2 unreadable file(s)")
+    assert "00_truncated.jpg" in metrics["warning"] and "00_truncated.jpg" in capsys.readouterr().out
