@@ -94,7 +94,31 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
         elif base is dict:
             p.add_argument(flag, dest=f.name, type=_yaml_mapping, default=None, metavar="MAPPING", help=text)
         else:
-            p.add_argument(flag, dest=f.name, type=base, default=None, metavar=f.name.upper(), help=text)
+            kind = _config_number(base) if base in (int, float) else base
+            p.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.upper(), help=text)
+
+
+def _config_number(base: type):
+    """An argparse type for a numeric TrainConfig option that reads what the YAML config reads: ``1e3`` for an integer
+    option (an integer-valued float), ``1e-3`` for a float; a fraction for an integer option, NaN or infinity is an
+    ``lkconv train: error: argument ...`` line saying what is accepted."""
+
+    def parse(text: str):
+        try:
+            number = float(text)
+        except ValueError:
+            number = None
+        if number is None or number != number or abs(number) == float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a {'whole ' if base is int else ''}number such as "
+                                             f"{'100 or 1e3' if base is int else '0.001 or 1e-3'}, got {text!r}")
+        if base is float:
+            return number
+        if not number.is_integer():
+            raise argparse.ArgumentTypeError(f"expected a whole number such as 100 or 1e3, got {text!r}")
+        return int(text) if text.strip().lstrip("+-").isdigit() else int(number)  # exact for long digit strings
+
+    parse.__name__ = base.__name__  # argparse names the type in some messages
+    return parse
 
 
 def _add_device_option(p: argparse.ArgumentParser) -> None:
@@ -173,9 +197,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .engine.evaluate import predict_files, prediction_lines
 
-    errors: list[tuple[str, str]] = []
-    rows = predict_files(args.run, args.files, weights=args.weights, top_k=args.top_k, errors=errors,
-                         device=_device(args))
+    device = _device(args)  # an unusable --device is refused before anything else
+    # a missing file is reported with the unreadable ones; the files that are there are still predicted
+    errors: list[tuple[str, str]] = [(f, "not found") for f in args.files if not Path(f).exists()]
+    present = [f for f in args.files if Path(f).exists()]
+    rows = predict_files(args.run, present, weights=args.weights, top_k=args.top_k, errors=errors,
+                         device=device) if present else []
     for line in prediction_lines(args.run, rows):  # the run's task decides the lines
         print(line)
     sys.stdout.flush()
@@ -483,8 +510,16 @@ def _version() -> str:
         return __version__
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as one ``lkconv CMD: error: ...`` line (the usage block of ``train`` is ~25 lines that
+    bury the line that matters); ``--help`` still prints everything. Subcommand parsers inherit the class."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lkconv", description="Large-kernel ConvNets with universal perception.")
+    parser = _Parser(prog="lkconv", description="Large-kernel ConvNets with universal perception.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

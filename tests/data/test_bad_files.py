@@ -152,3 +152,77 @@ def test_wav_with_riff_header_but_no_data_chunk(tmp_path, on_bad_file):
         x, _ = ds[k]
         assert x.shape == ds[(k + 1) % len(ds)][0].shape
         assert "0_empty.wav" in skipped_files_warning(bundle)
+
+
+def test_unreadable_file_says_it_once_with_what_is_accepted(tmp_path):
+    from lkconv.data.datasets import unreadable_file
+
+    path = tmp_path / "x.ts"
+    assert str(unreadable_file(path, ValueError(f"{path}: no data"), "ts files")) == "no data; accepted: ts files"
+    assert str(unreadable_file(path, ValueError(f"{path}:3: 'zz' is not a number"), "ts")).startswith("line 3: 'zz'")
+    assert str(unreadable_file(path, OSError("truncated"), "ts")) == "OSError: truncated; accepted: ts"
+    assert str(unreadable_file(path, DataError("bad; accepted: a"), "b")) == "bad; accepted: a"  # its own list stays
+
+
+def test_skipped_files_in_loader_workers_are_counted_in_the_main_process():
+    from torch.utils.data import DataLoader
+
+    ds = _dataset({2, 3})
+    batches = [[0, 1, 2], [3, 4, 5]]
+    assert sum(len(x) for x, _ in DataLoader(ds, batch_sampler=batches, num_workers=2)) == 6
+    skipped = ds.take_skipped()  # was: nothing (each worker kept its own count)
+    assert sorted(name for name, _ in skipped) == ["f2.png", "f3.png"]
+    assert "file 2 is truncated" in skipped[0][1]  # the reason, read again in the main process
+    assert ds.take_skipped() == []
+
+
+def test_the_epoch_warning_counts_the_same_with_and_without_workers(folder_with_truncated_jpegs, tmp_path, capsys):
+    counts = {}
+    for workers in ("0", "2"):
+        assert _train(folder_with_truncated_jpegs, tmp_path / workers, "--epochs", "1", "--num-workers", workers) == 0
+        out = capsys.readouterr().out.splitlines()
+        counts[workers] = [line.split(" unreadable")[0] for line in out if line.startswith("warning: skipped")]
+    assert counts["0"] == counts["2"] and counts["0"] and counts["0"][0].startswith("warning: skipped ")
+
+
+def test_a_class_whose_files_are_all_unreadable_is_an_error(tmp_path):
+    """Issue 14 probe: the class trained with no sample at all ("class balance 0-7 ... largest/smallest 1.00")."""
+    root = _image_folder(tmp_path / "data", n=4)
+    for f in (root / "blob").iterdir():
+        f.write_text("not an image")
+    with pytest.raises(DataError, match=r"class folder .*blob: none of its 4 file\(s\) can be read \(first: .*00\.png: "
+                                        r"UnidentifiedImageError.*accepted: readable \*\.\{bmp,jpeg,jpg,png\} files"):
+        build_data(TrainConfig(data=str(root), out=str(tmp_path / "run")))
+
+
+def test_one_class_folder_is_not_a_classification_data_set(tmp_path):
+    """Issue 14 probe: one class folder trained a 1-class model to a meaningless 100 %."""
+    root = _image_folder(tmp_path / "data", n=4)
+    import shutil
+
+    shutil.rmtree(root / "horizontal")
+    with pytest.raises(DataError, match=r"has one class folder \(blob\); a classifier needs at least two"):
+        build_data(TrainConfig(data=str(root), out=str(tmp_path / "run")))
+    bundle = build_data(TrainConfig(data=str(root), out=str(tmp_path / "run")), eval_only=True,
+                        class_names=["blob", "horizontal"])  # evaluating on one class stays possible
+    assert len(bundle.val) == 4
+
+
+def test_a_file_given_as_the_data_folder_says_so(tmp_path):
+    root = _image_folder(tmp_path / "data", n=2)
+    with pytest.raises(DataError, match=r"00\.png is a file; the data is a folder of class folders, PATH/<class>/"):
+        build_data(TrainConfig(data=str(root / "blob" / "00.png"), out=str(tmp_path / "run")))
+
+
+def test_eval_says_which_files_it_could_not_decode(folder_with_truncated_jpegs, tmp_path, capsys):
+    """Issue 14 probe: eval replaced a truncated JPEG by the next sample without a word (the metrics counted a
+    duplicate)."""
+    import json
+
+    assert main(["train", "--data", str(folder_with_truncated_jpegs), "--out", str(tmp_path / "run"), "--model-args",
+                 TINY, "--img-size", "32", "--epochs", "1", "--no-progress"]) == 0  # every file evaluated
+    capsys.readouterr()
+    assert main(["eval", "--run", str(tmp_path / "run"), "--data", str(folder_with_truncated_jpegs)]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["warning"].startswith("warning: skipped 2 unreadable file(s)")
+    assert "00_truncated.jpg" in metrics["warning"] and "00_truncated.jpg" in capsys.readouterr().out

@@ -57,6 +57,13 @@ def test_recorded_paths_are_absolute_and_yaml_numbers_are_accepted(relative_run)
     assert "resume" not in recorded
 
 
+def test_eval_of_a_run_started_with_relative_paths_works_from_another_directory(relative_run, tmp_path, capsys,
+                                                                              monkeypatch):
+    monkeypatch.chdir(tmp_path)  # item 2: was "data path not found" (the run stored data as typed, relative)
+    assert main(["eval", "--run", str(relative_run)]) == 0
+    assert '"num_samples"' in capsys.readouterr().out
+
+
 def test_resume_alone_continues_from_the_recorded_configuration(relative_run, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # another working directory: the recorded absolute data path still works
     assert main(["train", "--out", str(relative_run), "--resume", "--epochs", "2"]) == 0

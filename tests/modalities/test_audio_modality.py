@@ -230,3 +230,29 @@ def test_train_learns_tones_end_to_end(tmp_path, one_thread):
     assert metrics["num_samples"] == 18 and metrics["accuracy"] > 0.6  # chance is 1/3
     rows = predict_files(run, [root / "val" / "high" / "0.wav"])
     assert rows[0]["top"][0][0] in ("low", "mid", "high")
+
+
+def test_predict_names_what_is_wrong_and_what_is_accepted(tmp_path):
+    """Issue 14: a file predict cannot read is one sentence, without the path twice and with what is accepted."""
+    pre = {"sample_rate": 16000, "num_samples": 800}
+    no_data = tmp_path / "no_data.wav"
+    no_data.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunk")
+    with pytest.raises(DataError) as e:
+        load_for_predict(no_data, pre)
+    assert str(no_data) not in str(e.value).split("(")[0]  # predict's line names the file once, before this text
+    assert str(e.value).endswith("accepted: .wav, .flac, .ogg audio files (PCM or float WAV without soundfile)")
+    with pytest.raises(DataError, match=r"^not an audio file \(suffix '\.png'\); accepted: \.wav, \.flac, \.ogg"):
+        load_for_predict(tmp_path / "x.png", pre)
+
+
+def test_nan_samples_are_refused_naming_the_file(tmp_path):
+    """Issue 14 probe: a float WAV of NaNs was read, predicted as "high nan" and would have stopped training with a
+    NaN loss that names no file."""
+    from lkconv.data.readers.audio import read_audio
+
+    path = write_wav(tmp_path / "nan.wav", np.where(np.arange(800) % 2, np.nan, 0.1).astype(np.float32), 16000,
+                     bits=-32)
+    with pytest.raises(ValueError, match=r"nan\.wav: 400 of 800 samples are NaN or infinite; accepted: finite"):
+        read_audio(path)
+    with pytest.raises(DataError, match=r"^400 of 800 samples are NaN or infinite; accepted: finite samples$"):
+        load_for_predict(path, {"sample_rate": 16000, "num_samples": 800})

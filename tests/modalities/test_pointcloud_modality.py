@@ -269,3 +269,32 @@ def test_train_end_to_end_beats_chance(tmp_path, projection):
     assert metrics["num_samples"] == 12 and metrics["accuracy"] > 0.5
     top = predict_files(run, [root / "val" / "plate" / "0.off"])
     assert top[0]["top"][0][0] in ("plate", "rod", "ball")
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("cut.off", "OFF\n3 1 0\n0 0 0\n1 0\n", r"^header declares 3 vertices .*; accepted: \.off, \.ply, .* meshes"),
+    ("flat.npy", None, r"^array of shape \(50, 2\) and dtype float32; accepted: numeric \(N, 3\) or \(N, 6\)"),
+    ("photo.png", "x", r"^unsupported 3-D file suffix '\.png'; accepted: \.off"),
+])
+def test_predict_names_what_is_wrong_and_what_is_accepted(tmp_path, name, content, message):
+    """Issue 14: a corrupt or wrong-shaped file is a DataError saying what is accepted (predict names the file)."""
+    path = tmp_path / name
+    if content is None:
+        np.save(path, np.zeros((50, 2), np.float32))
+    else:
+        path.write_text(content)
+    with pytest.raises(DataError, match=message):
+        load_for_predict(path, {"num_points": 16})
+
+
+def test_nan_coordinates_are_refused_naming_the_file(tmp_path):
+    """Issue 14 probe: NaN points reached the projection as "index -9223372036854775808 is out of bounds", which
+    stopped predict (and training) without naming the file."""
+    from lkconv.data.readers.pointcloud import read_pointcloud
+
+    path = tmp_path / "nan.xyz"
+    path.write_text("0 0 0\nnan 1 2\n1 inf 0\n")
+    with pytest.raises(ValueError, match=r"nan\.xyz: 2 of 3 points have NaN or infinite coordinates; accepted: finite"):
+        read_pointcloud(path)
+    with pytest.raises(DataError, match=r"^2 of 3 points have NaN or infinite coordinates; accepted: finite numbers$"):
+        load_for_predict(path, {"num_points": 8})

@@ -370,3 +370,33 @@ def _check_forecast_predict(run, tmp_path, idx, series, capsys):
     name_file, series_name, numbers = line[0].split("\t")
     assert name_file == str(files[0]) and series_name == "v"
     np.testing.assert_allclose([float(v) for v in numbers.split()], rows[0]["forecast"]["v"], rtol=1e-5)
+
+
+def test_an_object_array_in_an_npz_names_the_file_and_the_key(tmp_path):
+    """Issue 14: numpy's "Object arrays cannot be loaded when allow_pickle=False" said neither file nor key."""
+    np.savez(tmp_path / "set_TRAIN.npz", X=np.zeros((6, 8), np.float32), y=np.arange(6) % 2)
+    np.savez(tmp_path / "set_TEST.npz", X=np.array([object()] * 3, dtype=object), y=np.arange(3) % 2)
+    with pytest.raises(DataError, match=r"set_TEST\.npz: cannot read 'X' \(Object arrays .*\); accepted: numeric"):
+        build_data(_cfg(tmp_path, tmp_path))
+    np.savez(tmp_path / "set_TEST.npz", X=np.zeros((3, 8), np.float32), y=np.array([object()] * 3, dtype=object))
+    with pytest.raises(DataError, match=r"set_TEST\.npz: cannot read 'y'"):
+        build_data(_cfg(tmp_path, tmp_path))
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("cube.npy", r"^array of shape \(2, 3, 4\) and dtype float32; accepted: numeric \(channels, length\)"),
+    ("strings.npy", r"^array of shape \(3,\) and dtype <U1; accepted: numeric"),
+    ("junk.npy", r"^ValueError: .*; accepted: \.ts or \.npz files of one case"),
+    ("two.npy", r"^2 channel\(s\)/series; accepted: 1, as the run was trained on$"),
+])
+def test_predict_names_what_is_wrong_and_what_is_accepted(tmp_path, name, message):
+    if name == "cube.npy":
+        np.save(tmp_path / name, np.zeros((2, 3, 4), np.float32))
+    elif name == "strings.npy":
+        np.save(tmp_path / name, np.array(["a", "b", "c"]))
+    elif name == "two.npy":
+        np.save(tmp_path / name, np.zeros((2, 8), np.float32))
+    else:
+        (tmp_path / name).write_bytes(b"\x93NUMPY junk")
+    with pytest.raises(DataError, match=message):
+        load_for_predict(tmp_path / name, {"channels": 1, "length": 8, "unequal": "resample"})

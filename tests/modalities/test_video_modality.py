@@ -241,3 +241,19 @@ def test_train_end_to_end_beats_chance(tmp_path):
     assert metrics["num_samples"] == 12 and metrics["accuracy"] > 0.5
     top = predict_files(run, [tmp_path / "clips" / "val" / "left" / "0.mp4"])
     assert top[0]["top"][0][0] in ("left", "right")
+
+
+def test_predict_refuses_what_a_training_folder_would_not_hold(tmp_path):
+    """Issue 14: FFmpeg opens a PNG as a one-frame clip; predict reads the video extensions only, and a cut file is a
+    DataError saying what is accepted."""
+    from PIL import Image
+
+    pre = {"img_size": 16, "num_frames": 2, "channels": 3}
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "frame.png")
+    with pytest.raises(DataError, match=r"^not a video file \(suffix '\.png'\); accepted: \.mp4, \.avi"):
+        load_for_predict(tmp_path / "frame.png", pre)  # was: a prediction
+    pytest.importorskip("av")
+    good = _write_clip(tmp_path / "a.mp4", "mpeg4", moving="left")
+    (tmp_path / "cut.mp4").write_bytes(good.read_bytes()[:200])
+    with pytest.raises(DataError, match=r"accepted: \.mp4, \.avi, \.mkv, \.webm, \.mov video files$"):
+        load_for_predict(tmp_path / "cut.mp4", pre)

@@ -16,13 +16,32 @@ from torch.utils.data import Dataset
 
 __all__ = ["DataBundle", "DataError", "scan_class_folders", "stratified_split", "subset", "SampleDataset",
            "resolve_splits", "check_option_keys", "limit_splits", "held_out_split", "FolderSplit",
-           "split_class_folders", "set_on_bad_file", "skipped_files_warning"]
+           "split_class_folders", "set_on_bad_file", "skipped_files_warning", "unreadable_file"]
 
 log = logging.getLogger("lkconv.data")
 
 
 class DataError(ValueError):
     """The data path, its layout or a file in it is not usable."""
+
+
+def unreadable_file(path: str | Path, error: Exception, accepted: str) -> DataError:
+    """The :class:`DataError` of a file that ``predict`` cannot read: the reader's own words (without the path, which
+    the caller's line names already) and what is accepted, e.g. ``soundfile could not decode this file (...); accepted: ...``.
+
+    lkconv's readers start their sentences with the path (``PATH: ...`` or ``PATH:LINE: ...``, which becomes
+    ``line LINE: ...``); anything else (numpy's, PIL's, PyAV's own errors) keeps its type name so the cause stays
+    findable.
+    """
+    text, own = str(error), isinstance(error, DataError)
+    for name in dict.fromkeys((str(path), str(Path(path)))):
+        if text.startswith(f"{name}:"):
+            rest, own = text[len(name) + 1:], True
+            text = rest.lstrip() if rest.startswith(" ") else f"line {rest}"
+            break
+    if not own:
+        text = f"{type(error).__name__}: {text}"
+    return DataError(text if "accepted" in text else f"{text}; accepted: {accepted}")
 
 
 @dataclass
@@ -50,12 +69,15 @@ def scan_class_folders(
         ``(files, labels, class_names, skipped)``; ``skipped`` holds (file, reason) for unreadable files.
 
     Raises:
-        DataError: missing or empty root, a class folder with no matching files, or (``on_bad_file='error'``) an
-            unreadable file, naming it.
+        DataError: missing or empty root, a class folder with no matching files or none that can be read, or
+            (``on_bad_file='error'``) an unreadable file, naming it.
     """
+    exts = {e.lower().lstrip(".") for e in extensions}
+    if root.is_file():
+        raise DataError(f"{root} is a file; the data is a folder of class folders, "
+                        f"PATH/<class>/*.{{{','.join(sorted(exts))}}}")
     if not root.is_dir():
         raise DataError(f"data folder not found: {root}")
-    exts = {e.lower().lstrip(".") for e in extensions}
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise DataError(f"{root} has no class folders; expected {root}/<class>/*.{{{','.join(sorted(exts))}}}")
@@ -70,6 +92,7 @@ def scan_class_folders(
         found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower().lstrip(".") in exts)
         if not found:
             raise DataError(f"class folder {folder} has no files with extensions {sorted(exts)}")
+        readable = 0
         for path in found:
             if validate is not None:
                 try:
@@ -81,6 +104,11 @@ def scan_class_folders(
                     continue
             files.append(path)
             labels.append(names.index(folder.name))
+            readable += 1
+        if not readable:  # a class without one sample cannot be learned or evaluated
+            first, reason = next((p, r) for p, r in skipped if p.parent == folder or folder in p.parents)
+            raise DataError(f"class folder {folder}: none of its {len(found)} file(s) can be read (first: {first}: "
+                            f"{reason}); accepted: readable *.{{{','.join(sorted(exts))}}} files")
     if skipped:
         log.warning("skipped %d unreadable file(s) under %s (first: %s: %s)", len(skipped), root, *skipped[0])
     if not files:
@@ -200,6 +228,9 @@ def split_class_folders(
     if (not tr_idx and not eval_only) or not va_idx:
         raise DataError(f"{root}: need at least one training and one validation {what} (have {len(tr_idx)}, "
                         f"{len(va_idx)}); add files or a val/ folder")
+    if not eval_only and len(names) < 2:
+        raise DataError(f"{train_root} has one class folder ({names[0]}); a classifier needs at least two: "
+                        f"{train_root}/<class>/... for each class")
     return FolderSplit(files, labels, names, tr_idx, va_idx, skipped)
 
 
@@ -214,6 +245,10 @@ class SampleDataset(Dataset):
     readable sample of the dataset (positions ``k+1, k+2, ...``) takes its place. The substitute depends only on which
     files are unreadable, so batch sizes stay the same and a resumed run sees the same batches. Skipped files are
     collected (:meth:`take_skipped`) for one counted warning per epoch instead of a line per failure.
+
+    Loader workers are other processes: a worker marks the positions it skipped in a shared-memory flag per sample
+    (created here, before any worker starts, and shared with forked or spawned workers), so the count taken in the
+    main process covers every worker's reads.
     """
 
     def __init__(
@@ -225,7 +260,8 @@ class SampleDataset(Dataset):
         self.transform, self.seed, self.epoch = transform, seed, 0
         self.describe = describe or (lambda i: f"sample {i}")
         self.on_bad_file = on_bad_file
-        self.bad: dict[int, str] = {}  # index -> reason: the unreadable samples met since take_skipped()
+        self.bad: dict[int, str] = {}  # index -> reason: the unreadable samples this process met since take_skipped()
+        self.flags = torch.zeros(len(self.indices), dtype=torch.uint8).share_memory_()  # positions skipped, any process
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -237,9 +273,23 @@ class SampleDataset(Dataset):
         return [self.labels[i] for i in self.indices]
 
     def take_skipped(self) -> list[tuple[str, str]]:
-        """(file, reason) of the unreadable samples met since the last call (in this process), then forgets them."""
-        skipped, self.bad = [(self.describe(i), reason) for i, reason in self.bad.items()], {}
-        return skipped
+        """(file, reason) of the unreadable samples met since the last call, in this process or its loader workers,
+        then forgets them. A file only a worker met is read again here for its reason (the first one only)."""
+        found: dict[int, str | None] = dict(self.bad)
+        for pos in self.flags.nonzero().flatten().tolist():
+            found.setdefault(self.indices[pos], None)
+        self.bad = {}
+        self.flags.zero_()
+        return [(self.describe(i), reason if reason is not None else self._reason(i) if n == 0 else
+                 "unreadable in a loader worker") for n, (i, reason) in enumerate(found.items())]
+
+    def _reason(self, i: int) -> str:
+        """Why sample ``i`` failed in a worker: its decoder's error again, or (when it decodes here) its transform."""
+        try:
+            self.load(i)
+        except Exception as e:  # noqa: BLE001 - the same failure the worker met
+            return f"{type(e).__name__}: {e}"
+        return "its transform failed in a loader worker"
 
     def _read(self, k: int) -> tuple[int, torch.Tensor]:
         """The (transformed) sample at position ``k``, or under ``on_bad_file="skip"`` the next readable one."""
@@ -260,8 +310,7 @@ class SampleDataset(Dataset):
                     raise DataError(f"cannot read {self.describe(i)}: {reason} (on_bad_file: skip skips such files "
                                     "with a counted warning)") from e
                 self.bad[i] = reason
-                if torch.utils.data.get_worker_info() is not None:  # a worker's count never reaches the trainer
-                    log.warning("skipped unreadable file %s: %s", self.describe(i), reason)
+                self.flags[(k + step) % n] = 1
         first = next(iter(self.bad.items()))
         self.bad = {}
         raise DataError(f"no readable sample: all {n} failed to decode (first: {self.describe(first[0])}: {first[1]})")
@@ -282,7 +331,8 @@ def set_on_bad_file(bundle: DataBundle, on_bad_file: str) -> None:
 def skipped_files_warning(bundle: DataBundle) -> str | None:
     """One line counting the files skipped since the last call (training and validation), or None.
 
-    The count covers this process's reads; with ``num_workers > 0`` the workers' reads are not seen here."""
+    The count covers this process's reads and its loader workers' (see :class:`SampleDataset`); in a distributed run
+    each process counts the files of its own share of the batches."""
     skipped = [s for ds in (bundle.train, bundle.val) if isinstance(ds, SampleDataset) for s in ds.take_skipped()]
     if not skipped:
         return None

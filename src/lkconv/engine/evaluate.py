@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 from .._atomic import atomic_write_text
-from ..data.datasets import DataError
+from ..data.datasets import DataError, skipped_files_warning
 from ..modalities import build_data, load_for_predict
 from .batches import batch_loader, epoch_batches
 from .config import TrainConfig
@@ -60,8 +59,7 @@ def run_train_config(run_dir: str | Path) -> TrainConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise RunError(f"{run_dir} is not a run directory (no config.yaml)")
-    values = yaml.safe_load(path.read_text())
-    values.pop("resolved", None)
+    values = RunDir(run_dir).recorded_config()  # a damaged file is a RunError naming it
     return TrainConfig.from_dict(values, source=str(path))
 
 
@@ -89,6 +87,9 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, *, weights: str =
     metrics = {**metrics, "data": cfg.data, "weights": weights}
     if "baselines" in bundle.notes:  # forecasting: the same errors for naive and seasonal-naive forecasts
         metrics["baselines"] = bundle.notes["baselines"]
+    skipped = skipped_files_warning(bundle)  # files that passed the scan but not decoding: replaced, so say so
+    if skipped:
+        metrics["warning"] = skipped
     atomic_write_text(run.path / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
 

@@ -130,7 +130,12 @@ class RunDir:
         path = self.path / "config.yaml"
         if not path.is_file():
             return None
-        values = yaml.safe_load(path.read_text()) or {}
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            detail = " ".join(str(e).split())
+            raise RunError(f"{path} is not valid YAML ({detail}); it records the run's options: restore it, or start a "
+                           "new run with another --out") from None
         if not isinstance(values, dict):
             raise RunError(f"{path} is not a mapping of training options")
         values.pop("resolved", None)
@@ -147,7 +152,14 @@ class RunDir:
         path = self.path / "config.json"
         if not path.is_file():
             raise RunError(f"{self.path} is not a run directory (no config.json)")
-        cfg = json.loads(path.read_text())
+        try:
+            cfg = json.loads(path.read_text())
+        except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError
+            raise RunError(f"{path} is not valid JSON ({e}); it rebuilds the run's model: restore it (lkconv train "
+                           f"--out {self.path} --resume rewrites it from the recorded configuration)") from None
+        if not isinstance(cfg, dict):
+            raise RunError(f"{path} is not a mapping; it rebuilds the run's model: restore it (lkconv train --out "
+                           f"{self.path} --resume rewrites it from the recorded configuration)")
         if cfg.get("format_version", 0) > FORMAT_VERSION:
             raise RunError(f"{path} was written by a newer lkconv (format {cfg['format_version']})")
         return cfg

@@ -120,7 +120,7 @@ def read_audio(
         ``(waveform, sample_rate)`` with waveform of shape (channels, frames), values in [-1, 1].
 
     Raises:
-        ValueError: on an unreadable file.
+        ValueError: on an unreadable file, or one with NaN or infinite samples.
         ImportError: when the format needs ``soundfile`` and it is missing.
     """
     path = Path(path)
@@ -137,6 +137,9 @@ def read_audio(
             x, sr = _read_with_soundfile(sf, path)
     else:
         x, sr = _read_with_soundfile(_soundfile(path), path)
+    if not np.isfinite(x).all():  # float WAV/FLAC can hold them; they would reach training as a NaN loss
+        raise ValueError(f"{path}: {int((~np.isfinite(x)).sum())} of {x.size} samples are NaN or infinite; accepted: "
+                         "finite samples")
     wave = torch.from_numpy(x).to(dtype)
     if mono and wave.shape[0] > 1:
         wave = wave.mean(dim=0, keepdim=True)

@@ -565,12 +565,19 @@ def read_pointcloud(path: str | os.PathLike) -> Geometry:
     """Reads a mesh or point set, choosing the reader by suffix (.off .ply .stl .xyz .pwn .txt .npy).
 
     Raises:
-        ValueError: for an unknown suffix or a malformed file.
+        ValueError: for an unknown suffix, a malformed file, or NaN/infinite coordinates or normals (they would
+            reach the model as NaN, or as an out-of-range pixel index in the projection).
     """
     suffix = Path(path).suffix.lower()
     if suffix not in _READERS:
         raise ValueError(f"{path}: unsupported 3-D file suffix {suffix!r}; accepted: {', '.join(_READERS)}")
-    return _READERS[suffix](path)
+    geom = _READERS[suffix](path)
+    for what, values in (("coordinates", geom.vertices), ("normals", geom.normals)):
+        if values is not None and not np.isfinite(values).all():
+            bad = int((~np.isfinite(values)).any(axis=-1).sum())
+            raise ValueError(f"{path}: {bad} of {len(values)} points have NaN or infinite {what}; accepted: finite "
+                             "numbers")
+    return geom
 
 
 # ---------------------------------------------------------------------------------------------- sampling / pose

@@ -361,7 +361,7 @@ def read_series_npz(path: str | os.PathLike, *, dtype: np.dtype | type = np.floa
     with archive:
         if "X" not in archive.files:
             raise ValueError(f"{path}: no 'X' array; keys found: {archive.files}; expected X (n, channels, length)")
-        X = archive["X"]
+        X = _npz_array(archive, "X", path)
         if X.ndim == 2:
             X = X[:, None, :]
         if X.ndim != 3:
@@ -371,7 +371,7 @@ def read_series_npz(path: str | os.PathLike, *, dtype: np.dtype | type = np.floa
         X = X.astype(dtype, copy=False)
         n = X.shape[0]
         if "lengths" in archive.files:
-            lengths = np.asarray(archive["lengths"], dtype=np.int64).reshape(-1)
+            lengths = np.asarray(_npz_array(archive, "lengths", path), dtype=np.int64).reshape(-1)
             if lengths.shape != (n,) or (lengths > X.shape[2]).any() or (lengths < 0).any():
                 raise ValueError(f"{path}: 'lengths' must be (n,)={n} integers in [0, {X.shape[2]}]")
         else:
@@ -380,7 +380,7 @@ def read_series_npz(path: str | os.PathLike, *, dtype: np.dtype | type = np.floa
             lengths = np.where(has_any, X.shape[2] - np.argmax(valid[:, ::-1], axis=1), 0).astype(np.int64)
         labels = targets = class_labels = None
         if "y" in archive.files:
-            y = np.asarray(archive["y"]).reshape(-1)
+            y = np.asarray(_npz_array(archive, "y", path)).reshape(-1)
             if y.shape[0] != n:
                 raise ValueError(f"{path}: 'y' has {y.shape[0]} entries but 'X' has {n} cases")
             if y.dtype.kind == "f":
@@ -390,7 +390,7 @@ def read_series_npz(path: str | os.PathLike, *, dtype: np.dtype | type = np.floa
                 uniq = np.unique(y)  # numeric sort for integers, lexicographic for strings
                 class_labels = [str(v) for v in uniq]
         if "class_labels" in archive.files:
-            class_labels = [str(v) for v in np.asarray(archive["class_labels"]).reshape(-1)]
+            class_labels = [str(v) for v in np.asarray(_npz_array(archive, "class_labels", path)).reshape(-1)]
             if labels is not None and not set(labels.tolist()) <= set(class_labels):
                 extra = sorted(set(labels.tolist()) - set(class_labels))
                 raise ValueError(f"{path}: labels {extra} in 'y' are not in 'class_labels' {class_labels}")
@@ -399,6 +399,16 @@ def read_series_npz(path: str | os.PathLike, *, dtype: np.dtype | type = np.floa
     return TimeSeriesData(
         X=X, lengths=lengths, labels=labels, class_labels=class_labels, targets=targets, metadata=meta
     )
+
+
+def _npz_array(archive, key: str, path: Path) -> np.ndarray:
+    """``archive[key]``; an array numpy refuses to load (an object array, which would need unpickling) names the file
+    and the key."""
+    try:
+        return archive[key]
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: cannot read {key!r} ({e}); accepted: numeric or string arrays (object arrays are "
+                         "never unpickled)") from e
 
 
 def read_series(path: str | os.PathLike, *, dtype: np.dtype | type = np.float32) -> TimeSeriesData:

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...data.datasets import DataBundle, DataError, SampleDataset, check_option_keys, split_class_folders
+from ...data.datasets import (DataBundle, DataError, SampleDataset, check_option_keys, split_class_folders,
+                             unreadable_file)
 from ...data.readers.audio import read_audio
 from ...ops.fbank import num_frames
 from ...data.augment.audio import fix_length
@@ -138,9 +139,11 @@ def load_for_predict(path: str | Path, preprocessing: dict) -> torch.Tensor:
     """One file as validation sees it: mono, resampled, centre-cropped/padded; (num_samples,)."""
     path = Path(path)
     if path.suffix.lower().lstrip(".") not in AUDIO_EXTENSIONS:
-        raise DataError(f"{path}: not an audio file; accepted extensions: {', '.join(AUDIO_EXTENSIONS)}")
+        raise DataError(f"not an audio file (suffix {path.suffix!r}); accepted: "
+                        f"{', '.join('.' + x for x in AUDIO_EXTENSIONS)} audio files")
     try:
         wave, _ = read_audio(path, mono=True, sample_rate=int(preprocessing["sample_rate"]))
-    except ValueError as e:
-        raise DataError(str(e)) from e
+    except Exception as e:  # noqa: BLE001 - any decoder error means the file is not audio this run can read
+        raise unreadable_file(path, e, f"{', '.join('.' + x for x in AUDIO_EXTENSIONS)} audio files (PCM or float "
+                              "WAV without soundfile)") from e
     return fix_length(wave[0], int(preprocessing["num_samples"]))

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from ...data.augment.image import center_resize, random_pad_crop, random_resized_crop
-from ...data.datasets import DataBundle, DataError, SampleDataset, held_out_split, limit_splits, split_class_folders
+from ...data.datasets import (DataBundle, DataError, SampleDataset, held_out_split, limit_splits, split_class_folders,
+                             unreadable_file)
 from ...data.readers.image import data_channels, read_image, validate_image
 from ...models.input_size import MIN_INPUT_SIDE, check_input_side
 
@@ -135,5 +136,9 @@ def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = 
 
 
 def load_for_predict(path: str | Path, preprocessing: dict) -> torch.Tensor:
-    img = read_image(path, preprocessing["channels"])
+    """One file as validation sees it; a file that does not decode is a :class:`DataError` saying what is accepted."""
+    try:
+        img = read_image(path, preprocessing["channels"])
+    except Exception as e:  # noqa: BLE001 - any decoder error means the file is not an image this run can read
+        raise unreadable_file(path, e, f"{', '.join('.' + x for x in IMAGE_EXTENSIONS)} image files") from e
     return center_resize(img, preprocessing["img_size"])

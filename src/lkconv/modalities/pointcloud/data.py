@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from ...data.augment.pointcloud import random_pose
-from ...data.datasets import DataBundle, DataError, SampleDataset, check_option_keys, split_class_folders
+from ...data.datasets import (DataBundle, DataError, SampleDataset, check_option_keys, split_class_folders,
+                             unreadable_file)
 from ...data.readers.pointcloud import Geometry, normalize_unit_sphere, read_pointcloud, sample_surface
 from .adapter import PointCloudAdapter
 
@@ -149,7 +150,7 @@ class _GeometryCache:
 def _validate(path: Path) -> None:
     geom = read_pointcloud(path)
     if len(geom.vertices) == 0:
-        raise ValueError("no points")
+        raise ValueError(f"{path}: no points; accepted: a mesh or point set with at least one point")
 
 
 def _transforms(opts: dict[str, Any], *, pose_eval: bool):
@@ -192,7 +193,11 @@ def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = 
 
 def load_for_predict(path: str | Path, preprocessing: dict) -> torch.Tensor:
     """One file as validation sees it: ``num_points`` points (seeded sample), centred and in the unit sphere."""
-    geom = read_pointcloud(path)
-    pts = geometry_to_points(geom, int(preprocessing["num_points"]), np.random.default_rng(0),
-                             normals=bool(preprocessing.get("normals", False)))
+    try:
+        geom = read_pointcloud(path)
+        pts = geometry_to_points(geom, int(preprocessing["num_points"]), np.random.default_rng(0),
+                                 normals=bool(preprocessing.get("normals", False)))
+    except Exception as e:  # noqa: BLE001 - any reader error means the file is not a point cloud this run can read
+        raise unreadable_file(path, e, f"{', '.join('.' + x for x in POINT_EXTENSIONS)} meshes or point sets "
+                              "((N, 3) or (N, 6) arrays)") from e
     return torch.from_numpy(pts)

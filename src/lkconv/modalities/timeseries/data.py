@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...data.datasets import DataBundle, DataError, SampleDataset, check_option_keys, limit_splits, stratified_split
+from ...data.datasets import (DataBundle, DataError, SampleDataset, check_option_keys, limit_splits, stratified_split,
+                             unreadable_file)
 from ...data.readers.tabular import SeriesTable, read_csv_series
 from ...data.readers.ts import TimeSeriesData, read_series
 from ...data.augment.timeseries import window_slice
@@ -358,27 +359,33 @@ def load_for_predict(path: str | Path, preprocessing: dict) -> torch.Tensor:
     path = Path(path)
     suffix = path.suffix.lower()
     channels = int(preprocessing["channels"])
-    if suffix in _SERIES_SUFFIXES:
-        data = _read(path)
-        if len(data.X) != 1:
-            raise DataError(f"{path}: holds {len(data.X)} cases; predict reads one case per file")
-        x, length = data.X[0], int(data.lengths[0])
-    elif suffix == ".npy":
-        x = np.load(path, allow_pickle=False).astype(np.float32)
-        x = x[None] if x.ndim == 1 else x
-        if x.ndim != 2:
-            raise DataError(f"{path}: array of shape {x.shape}; accepted: (channels, length) or (length,)")
-        length = x.shape[1]
-    elif suffix in (".csv", ".tsv", ".txt"):
-        x = _read_table(path).values.T.astype(np.float32)
-        length = x.shape[1]
-    else:
-        raise DataError(f"{path}: unsupported file for a time-series run; accepted: .ts, .npz, .npy, .csv")
+    accepted = ".ts or .npz files of one case, .npy arrays (channels, length) or (length,), .csv tables"
+    try:
+        if suffix in _SERIES_SUFFIXES:
+            data = _read(path)
+            if len(data.X) != 1:
+                raise DataError(f"{path}: holds {len(data.X)} cases; predict reads one case per file")
+            x, length = data.X[0], int(data.lengths[0])
+        elif suffix == ".npy":
+            x = np.load(path, allow_pickle=False)
+            if not np.issubdtype(x.dtype, np.number) or x.ndim not in (1, 2):
+                raise DataError(f"{path}: array of shape {x.shape} and dtype {x.dtype}; accepted: numeric "
+                                "(channels, length) or (length,)")
+            x = x.astype(np.float32)
+            x = x[None] if x.ndim == 1 else x
+            length = x.shape[1]
+        elif suffix in (".csv", ".tsv", ".txt"):
+            x = _read_table(path).values.T.astype(np.float32)
+            length = x.shape[1]
+        else:
+            raise DataError(f"{path}: unsupported file for a time-series run; accepted: .ts, .npz, .npy, .csv")
+    except Exception as e:  # noqa: BLE001 - any reader error means the file is not a series this run can read
+        raise unreadable_file(path, e, accepted) from e
     if x.shape[0] != channels:
-        raise DataError(f"{path}: {x.shape[0]} channel(s)/series, the run was trained on {channels}")
+        raise DataError(f"{x.shape[0]} channel(s)/series; accepted: {channels}, as the run was trained on")
     if preprocessing.get("task") == "forecast":
         lookback = int(preprocessing["lookback"])
         if length < lookback:
-            raise DataError(f"{path}: {length} steps, the run needs the last {lookback}")
+            raise DataError(f"{length} steps; accepted: at least the run's lookback of {lookback} steps")
         return torch.from_numpy(np.ascontiguousarray(x[:, length - lookback : length], dtype=np.float32))
     return torch.from_numpy(fix_length(x, length, int(preprocessing["length"]), preprocessing["unequal"]))

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...data.datasets import DataBundle, DataError, SampleDataset, check_option_keys, split_class_folders
+from ...data.datasets import (DataBundle, DataError, SampleDataset, check_option_keys, split_class_folders,
+                             unreadable_file)
 from ...data.augment.video import crop_clip
 from .adapter import VIDEO_LAYOUTS, VideoAdapter
 
@@ -138,8 +139,17 @@ def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = 
 
 
 def load_for_predict(path: str | Path, preprocessing: dict) -> torch.Tensor:
-    """One file as validation sees it: (T, C, img_size, img_size) float in [0, 1]."""
+    """One file as validation sees it: (T, C, img_size, img_size) float in [0, 1].
+
+    Only the extensions a training folder is scanned for are read: FFmpeg would open an image as a one-frame clip."""
+    accepted = f"{', '.join('.' + x for x in VIDEO_EXTENSIONS)} video files"
+    path = Path(path)
+    if path.suffix.lower().lstrip(".") not in VIDEO_EXTENSIONS:
+        raise DataError(f"not a video file (suffix {path.suffix!r}); accepted: {accepted}")
     size = int(preprocessing["img_size"])
-    clip = read_clip(path, int(preprocessing["num_frames"]), int(preprocessing.get("decode_size", size)),
-                     int(preprocessing["channels"]))
+    try:
+        clip = read_clip(path, int(preprocessing["num_frames"]), int(preprocessing.get("decode_size", size)),
+                         int(preprocessing["channels"]))
+    except Exception as e:  # noqa: BLE001 - any decoder error means the file is not a clip this run can read
+        raise unreadable_file(path, e, accepted) from e
     return crop_clip(clip, size, None)
