@@ -5,6 +5,7 @@ No network: each test lays out a Hugging Face hub cache as huggingface_hub store
 key names under the published file name, and sets ``HF_HUB_OFFLINE=1`` / ``HF_HUB_CACHE``.
 """
 
+import json
 import os
 import pickle
 import sys
@@ -363,3 +364,18 @@ def test_list_models_pretrained_cli(capsys):
     assert main(["list-models", "--pretrained", "unireplknet_t*"]) == 0
     out = capsys.readouterr().out
     assert "unireplknet_t.in1k" in out and "83.21" in out and "224px" in out and "unireplknet_t_in1k_224_acc83.21.pth" in out
+
+
+def test_shape_bias_of_a_tag_needs_no_checkpoint(offline_hub, tmp_path, capsys):
+    """The stand-in head votes "cat" whatever the image: cat shapes count for shape, cat textures for texture."""
+    from PIL import Image
+
+    for n, (shape, texture) in enumerate([("cat", "elephant"), ("elephant", "cat"), ("dog", "cat")], start=1):
+        (tmp_path / shape).mkdir(exist_ok=True)
+        Image.new("RGB", (12, 12), (n * 40, 90, 30)).save(tmp_path / shape / f"{shape}{n}-{texture}{n + 1}.png")
+    assert main(["shape-bias", "--model", "unireplknet_a.in1k", "--data", str(tmp_path), "--img-size", "32"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["shape_decisions"], result["texture_decisions"]) == (1, 2)
+    assert result["shape_bias"] == pytest.approx(1 / 3)
+    assert main(["shape-bias", "--model", "unireplknet_a", "--data", str(tmp_path)]) == 2
+    assert "give --checkpoint FILE, or a tag of published weights" in capsys.readouterr().err
