@@ -131,7 +131,8 @@ def test_tags_and_published_names():
     assert (l22.hub_file, l22.num_classes, l22.input_size) == ("unireplknet_l_in22k_pretrain.pth", 21841, 192)
     assert resolve_tag("unireplknet_a").name == "unireplknet_a.in1k"
     assert resolve_tag("unireplknet_b").name == "unireplknet_b.in22k_ft_in1k_384"
-    with pytest.raises(PretrainedWeightsError, match="unknown pretrained tag 'unireplknet_a.in22k'.*unireplknet_a.in1k"):
+    with pytest.raises(PretrainedWeightsError, match="unknown pretrained tag 'unireplknet_a.in22k'.*accepted: "
+                       "unireplknet_a.in1k"):
         resolve_tag("unireplknet_a.in22k")
     with pytest.raises(PretrainedWeightsError, match="no published weights for 'replknet_31b'"):
         create_model("replknet_31b", pretrained=True)
@@ -183,7 +184,8 @@ def test_another_num_classes_reinitializes_only_the_head(offline_hub, reference,
     model = create_model("unireplknet_a.in1k", pretrained=True, num_classes=7).eval()
     assert model.head.weight.shape == (7, 320)
     assert all(torch.equal(v, standin[k]) for k, v in model.state_dict().items() if not k.startswith("head."))
-    assert model.head.weight.detach().std().item() == pytest.approx(0.02, rel=0.3)  # the fresh trunc-normal init, not the file's
+    # the fresh trunc-normal init (std 0.02), not the file's head
+    assert model.head.weight.detach().std().item() == pytest.approx(0.02, rel=0.3)
     x = x_in()
     with torch.no_grad():
         assert torch.equal(model.forward_head(model.forward_features(x), pre_logits=True),
@@ -363,7 +365,8 @@ def test_predict_without_the_extra_says_what_to_install(monkeypatch, tmp_path, c
 def test_list_models_pretrained_cli(capsys):
     assert main(["list-models", "--pretrained", "unireplknet_t*"]) == 0
     out = capsys.readouterr().out
-    assert "unireplknet_t.in1k" in out and "83.21" in out and "224px" in out and "unireplknet_t_in1k_224_acc83.21.pth" in out
+    assert "unireplknet_t.in1k" in out and "83.21" in out and "224px" in out
+    assert "DingXiaoH/UniRepLKNet/unireplknet_t_in1k_224_acc83.21.pth" in out
 
 
 def test_shape_bias_of_a_tag_needs_no_checkpoint(offline_hub, tmp_path, capsys):

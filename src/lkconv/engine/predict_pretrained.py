@@ -1,4 +1,4 @@
-"""``lkconv predict --model TAG``: class predictions of published weights, preprocessed as their ``pretrained_cfg`` says.
+"""``lkconv predict --model TAG``: class predictions of published weights, preprocessed as ``pretrained_cfg`` says.
 
 The evaluation transform of a ``pretrained_cfg`` (timm's convention, the reference's numbers):
 

@@ -251,7 +251,8 @@ def _state_dict_for(model: nn.Module, sd: dict[str, torch.Tensor], *, in_chans: 
         parts = [f"{source} does not fit {getattr(model, 'model_name', type(model).__name__)}"]
         for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
             if items:
-                parts.append(f"{label}: {', '.join(items[:6])}" + (f", … ({len(items)} in all)" if len(items) > 6 else ""))
+                more = f", … ({len(items)} in all)" if len(items) > 6 else ""
+                parts.append(f"{label}: {', '.join(items[:6])}{more}")
         raise PretrainedWeightsError("; ".join(parts))
     return sd
 
