@@ -370,7 +370,8 @@ def _input_side(text: str) -> int:
 
 
 def _analysis_model(name: str | None, run: str | None, checkpoint: str | None, num_classes: int = 1000):
-    """(label, model, feature_fn, in_chans): a registered model (optionally with weights) or a run's model.
+    """(label, model, feature_fn, in_chans): a registered model (optionally with weights; a tag such as
+    ``unireplknet_t.in1k`` without ``checkpoint``: its published weights) or a run's model.
 
     For a run, analyses look at the backbone's input map (the modality adapter's output)."""
     if run:
@@ -380,6 +381,9 @@ def _analysis_model(name: str | None, run: str | None, checkpoint: str | None, n
         return Path(run).resolve().name, model, model.backbone.forward_features, model.adapter.out_chans
     from .models import create_model, load_checkpoint
 
+    if "." in name and not checkpoint:  # a tag of published weights: those weights (their head, their classes)
+        model = create_model(name, pretrained=True).eval()
+        return name, model, model.forward_features, model.in_chans
     model = create_model(name, num_classes=num_classes).eval()
     if checkpoint:
         from .models import CheckpointMismatchError
@@ -610,7 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("erf", help="effective receptive field (RepLKNet recipe): heatmaps and area ratios")
-    p.add_argument("--model", nargs="+", help="registered model name(s)")
+    p.add_argument("--model", nargs="+",
+                   help="registered model name(s); a tag (unireplknet_t.in1k) loads its published weights")
     p.add_argument("--run", nargs="+", help="run directory(ies): ERF on the backbone's input map")
     p.add_argument("--checkpoint", help="weights for --model (ERFs of untrained networks differ a lot)")
     p.add_argument("--num-classes", type=_int_at_least(0), default=1000,

@@ -382,3 +382,11 @@ def test_shape_bias_of_a_tag_needs_no_checkpoint(offline_hub, tmp_path, capsys):
     assert result["shape_bias"] == pytest.approx(1 / 3)
     assert main(["shape-bias", "--model", "unireplknet_a", "--data", str(tmp_path)]) == 2
     assert "give --checkpoint FILE, or a tag of published weights" in capsys.readouterr().err
+
+
+def test_erf_and_filters_take_a_tag_as_published_weights(offline_hub, standin):
+    from lkconv.cli import _analysis_model
+
+    label, model, _, in_chans = _analysis_model("unireplknet_a.in1k", None, None)
+    assert (label, in_chans) == ("unireplknet_a.in1k", 3)
+    assert all(torch.equal(v, standin[k]) for k, v in model.state_dict().items())
