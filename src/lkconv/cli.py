@@ -19,6 +19,14 @@ def _fmt_count(n: float, unit: str = "") -> str:
 def cmd_list_models(args: argparse.Namespace) -> int:
     from .models import list_models
 
+    if args.pretrained:  # published weights: tag, accuracy as published, input size, file
+        from .models.pretrained import PRETRAINED_TAGS
+
+        for name in list_models(args.pattern or "", pretrained=True):
+            t = PRETRAINED_TAGS[name]
+            top1 = f"top-1 {t.top1:.2f}" if t.top1 is not None else f"{t.num_classes} classes"
+            print(f"{name:<34} {top1:<14} {t.input_size:>3}px  {t.hub_repo}/{t.hub_file}")
+        return 0
     for name in list_models(args.pattern or ""):
         print(name)
     return 0
@@ -201,9 +209,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # a missing file is reported with the unreadable ones; the files that are there are still predicted
     errors: list[tuple[str, str]] = [(f, "not found") for f in args.files if not Path(f).exists()]
     present = [f for f in args.files if Path(f).exists()]
-    rows = predict_files(args.run, present, weights=args.weights, top_k=args.top_k, errors=errors,
-                         device=device) if present else []
-    for line in prediction_lines(args.run, rows):  # the run's task decides the lines
+    if args.model:  # published weights (or a local copy): top-5 ImageNet classes, the tag's preprocessing
+        from .engine.predict_pretrained import predict_with_pretrained
+        from .models import create_model
+
+        if args.weights != "model":
+            raise ValueError("--weights names a run's weights; with --model give --pretrained-file FILE")
+        model = create_model(args.model, pretrained=True, pretrained_file=args.pretrained_file)
+        rows = predict_with_pretrained(model, present, top_k=args.top_k or 5, errors=errors,
+                                       device=device) if present else []
+        lines = [f"{row['file']}\t" + "  ".join(f"{c} {p:.3f}" for c, p in row["top"]) for row in rows]
+    else:
+        if args.pretrained_file:
+            raise ValueError("--pretrained-file loads into --model TAG; a --run brings its own weights")
+        rows = predict_files(args.run, present, weights=args.weights, top_k=args.top_k or 1, errors=errors,
+                             device=device) if present else []
+        lines = prediction_lines(args.run, rows)  # the run's task decides the lines
+    for line in lines:
         print(line)
     sys.stdout.flush()
     for name, reason in errors:  # every good file is printed; the bad ones are named after them
@@ -376,7 +398,8 @@ def _input_side(text: str) -> int:
 
 
 def _analysis_model(name: str | None, run: str | None, checkpoint: str | None, num_classes: int = 1000):
-    """(label, model, feature_fn, in_chans): a registered model (optionally with weights) or a run's model.
+    """(label, model, feature_fn, in_chans): a registered model (optionally with weights; a tag such as
+    ``unireplknet_t.in1k`` without ``checkpoint``: its published weights) or a run's model.
 
     For a run, analyses look at the backbone's input map (the modality adapter's output)."""
     if run:
@@ -386,6 +409,9 @@ def _analysis_model(name: str | None, run: str | None, checkpoint: str | None, n
         return Path(run).resolve().name, model, model.backbone.forward_features, model.adapter.out_chans
     from .models import create_model, load_checkpoint
 
+    if "." in name and not checkpoint:  # a tag of published weights: those weights (their head, their classes)
+        model = create_model(name, pretrained=True).eval()
+        return name, model, model.forward_features, model.in_chans
     model = create_model(name, num_classes=num_classes).eval()
     if checkpoint:
         from .models import CheckpointMismatchError
@@ -460,9 +486,21 @@ def cmd_erf(args: argparse.Namespace) -> int:
 def cmd_shape_bias(args: argparse.Namespace) -> int:
     from .analysis.shape_bias import evaluate_shape_bias
 
-    _, model, _, _ = _analysis_model(args.model, None, args.checkpoint)
+    if args.checkpoint is None and "." not in args.model:
+        raise ValueError(f"shape bias needs ImageNet-1k weights: give --checkpoint FILE, or a tag of published weights "
+                         f"as --model (e.g. {args.model}.in1k; lkconv list-models --pretrained)")
+    if args.checkpoint is not None and args.pretrained_file is not None:
+        raise ValueError("--pretrained-file stands in for a tag's published file; with --checkpoint give only one")
+    if args.checkpoint is None:  # published weights, normalised as they were trained
+        from .models import create_model
+
+        model = create_model(args.model, pretrained=True, pretrained_file=args.pretrained_file).eval()
+        norm = {"mean": model.pretrained_cfg["mean"], "std": model.pretrained_cfg["std"]}
+    else:
+        _, model, _, _ = _analysis_model(args.model, None, args.checkpoint)
+        norm = {}
     result = evaluate_shape_bias(model, args.data, batch_size=args.batch_size, img_size=args.img_size,
-                                 device=_device(args))
+                                 device=_device(args), **norm)
     print(json.dumps(result, indent=2))
     if result["shape_bias"] is None:  # null in the JSON alone reads like a bug
         print(f"note: shape bias undefined: none of the {result['num_conflict']} cue-conflict decisions matched the "
@@ -525,6 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list-models", help="list registered model names")
     p.add_argument("pattern", nargs="?", help="fnmatch pattern, e.g. 'unireplknet_*'")
+    p.add_argument("--pretrained", action="store_true",
+                   help="list the tags of published weights (name.tag) with their published top-1 and input size")
     p.set_defaults(func=cmd_list_models)
 
     p = sub.add_parser("info", help="parameters, MACs and the stage table of a model")
@@ -548,10 +588,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_option(p)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("predict", help="top class of each input file (forecasting runs: the forecast values)")
-    p.add_argument("--run", required=True)
-    p.add_argument("--weights", default="model")
-    p.add_argument("--top-k", type=int, default=1)
+    p = sub.add_parser("predict", help="top class of each input file (forecasting runs: the forecast values); "
+                       "--model TAG: top-5 ImageNet classes of published weights")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--run", help="a run directory")
+    g.add_argument("--model", help="a tag of published weights, e.g. unireplknet_t.in1k (lkconv list-models "
+                   "--pretrained); fetched from the Hugging Face hub (extra lkconv[hub])")
+    p.add_argument("--pretrained-file", help="with --model: a local copy of the published file (no download)")
+    p.add_argument("--weights", default="model", help="with --run: model (final), best, or a file in the run")
+    p.add_argument("--top-k", type=_int_at_least(1), help="classes per file (default 1 for --run, 5 for --model)")
     p.add_argument("files", nargs="+", help="input files; a directory stands for every file under it")
     _add_device_option(p)
     p.set_defaults(func=cmd_predict)
@@ -605,7 +650,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("erf", help="effective receptive field (RepLKNet recipe): heatmaps and area ratios")
-    p.add_argument("--model", nargs="+", help="registered model name(s)")
+    p.add_argument("--model", nargs="+",
+                   help="registered model name(s); a tag (unireplknet_t.in1k) loads its published weights")
     p.add_argument("--run", nargs="+", help="run directory(ies): ERF on the backbone's input map")
     p.add_argument("--checkpoint", help="weights for --model (ERFs of untrained networks differ a lot)")
     p.add_argument("--num-classes", type=_int_at_least(0), default=1000,
@@ -619,8 +665,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_erf)
 
     p = sub.add_parser("shape-bias", help="cue-conflict shape bias of an ImageNet classifier (16-class mapping)")
-    p.add_argument("--model", required=True)
-    p.add_argument("--checkpoint", required=True, help="ImageNet-1k weights (.pth/.safetensors)")
+    p.add_argument("--model", required=True,
+                   help="a model name with --checkpoint, or a tag of published ImageNet-1k weights (unireplknet_t.in1k)")
+    p.add_argument("--checkpoint", help="ImageNet-1k weights (.pth/.safetensors) for --model")
+    p.add_argument("--pretrained-file", help="with a tag as --model: a local copy of the published file")
     p.add_argument("--data", required=True,
                    help="cue-conflict stimuli: <DIR>/<shape>/<shape><n>-<texture><m>.png (texture-vs-shape, CC-BY-4.0)")
     p.add_argument("--img-size", type=_input_side, default=224)

@@ -64,7 +64,7 @@ def test_the_rule_is_deterministic():
 
 def test_user_values_win():
     cfg = _cfg(modality="timeseries", batch_size=32, epochs=7, lr=0.01, model="unireplknet_a", warmup_epochs=1.0,
-               drop_path_rate=0.2, eval_every=3, modality_args={"norm": "instance"})
+               drop_path_rate=0.2, eval_every=3, layer_decay=1.0, modality_args={"norm": "instance"})
     values, _ = choose_recipe(cfg, _facts(40, raw_shape=(6, 100)))
     assert values == {}
     changes, _ = modality_defaults(_cfg(modality="pointcloud", img_size=48, modality_args={"rotation": "z"}))

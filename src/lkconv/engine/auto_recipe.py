@@ -24,6 +24,10 @@ After the data is read (:func:`choose_recipe`, from :class:`DataFacts`):
 * ``eval_every``: ``epochs // 20`` (at least 1: about 20 evaluations);
 * ``warmup_epochs``: ``min(2, epochs / 20)``; ``drop_path_rate``: 0 below 1000 training samples, else
   ``0.1 * min(1, epochs / 100)``; mixup/CutMix as :func:`lkconv.engine.recipe.resolve_recipe`.
+* fine-tuning (``pretrained`` set; :func:`finetune_defaults`): ``model`` is the tag's architecture (never the small
+  one), ``lr`` a quarter of the rule above, ``warmup_epochs`` ``min(1, epochs / 20)``, ``layer_decay``
+  :data:`FINETUNE_LAYER_DECAY` (else 1: off); grey images are normalised with the mean/std the 1-channel stem
+  expects (ImageNet's averaged).
 * time series (classification): several channels -> ``mapping: square`` with ``norm: dataset`` (per-channel mean
   and std of the training set; per-case z-normalisation removed the level and scale that carry the class:
   JapaneseVowels 67.6 -> 97.6 %); one channel keeps ``gaf`` with per-case normalisation (ArrowHead gaf 79.4 vs
@@ -38,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["SMALL_UNIREPLKNET", "DEFAULT_MODEL", "DataFacts", "data_facts", "modality_defaults", "choose_recipe",
-           "auto_batch_size", "auto_epochs", "auto_lr", "channel_stats"]
+           "auto_batch_size", "auto_epochs", "auto_lr", "channel_stats", "finetune_defaults"]
 
 DEFAULT_MODEL = "unireplknet_a"
 SMALL_UNIREPLKNET: dict[str, Any] = {"depths": [1, 1, 2, 1], "dims": [16, 32, 64, 128],
@@ -47,6 +51,10 @@ STEP_TARGET = 1500  # optimizer steps the rule aims for
 EPOCH_RANGE = (20, 300)
 BATCH_CAP = {"video": 16, "pointcloud": 32, "audio": 32}
 SMALL_MODEL_MODALITIES = ("image", "pointcloud", "video")
+# --- fine-tuning from published weights (issue 15) ---
+FINETUNE_LR_FACTOR = 0.25  # of the from-scratch rule: the weights are already good, the new head is small
+FINETUNE_LAYER_DECAY = 0.9  # per block group: the stem learns 0.9^(n-1) of the head's rate (0.19 for unireplknet_a)
+FINETUNE_MAX_WARMUP = 1.0  # epochs
 
 
 @dataclass
@@ -138,7 +146,9 @@ def choose_recipe(cfg, facts: DataFacts) -> tuple[dict[str, Any], list[str]]:
                    f"{min(64, BATCH_CAP.get(facts.modality, 64))}]")
     batch = out.get("batch_size", cfg.batch_size)
     small = False
-    if cfg.model is None:
+    if cfg.pretrained:
+        out.update(finetune_defaults(cfg, facts, why))
+    elif cfg.model is None:
         out["model"] = DEFAULT_MODEL
         if not cfg.model_args and facts.modality in SMALL_MODEL_MODALITIES:
             out["model_args"] = dict(SMALL_UNIREPLKNET)
@@ -154,13 +164,19 @@ def choose_recipe(cfg, facts: DataFacts) -> tuple[dict[str, Any], list[str]]:
         why.append(f"epochs {out['epochs']}: ~{STEP_TARGET} steps at {steps} steps/epoch, in {list(EPOCH_RANGE)} "
                    f"(then cut to --budget {cfg.budget:g} min)")
     epochs = out.get("epochs", cfg.epochs)
-    if cfg.lr is None:
+    if cfg.lr is None and cfg.pretrained:
+        out["lr"] = round(FINETUNE_LR_FACTOR * auto_lr(batch * cfg.accum_steps, False), 6)
+        why.append(f"lr {out['lr']:g}: fine-tuning, {FINETUNE_LR_FACTOR:g} * 1e-3*sqrt(batch/16)")
+    elif cfg.lr is None:
         out["lr"] = auto_lr(batch * cfg.accum_steps, small)
         why.append(f"lr {out['lr']:g}: {'2e-3*sqrt(batch/32)' if small else '1e-3*sqrt(batch/16)'}")
     if cfg.eval_every is None:
         out["eval_every"] = max(1, epochs // 20)
     if cfg.warmup_epochs is None:
-        out["warmup_epochs"] = round(min(2.0, epochs / 20), 4)
+        most = FINETUNE_MAX_WARMUP if cfg.pretrained else 2.0
+        out["warmup_epochs"] = round(min(most, epochs / 20), 4)
+    if cfg.layer_decay is None:
+        out["layer_decay"] = FINETUNE_LAYER_DECAY if cfg.pretrained else 1.0
     if cfg.drop_path_rate is None:
         out["drop_path_rate"] = 0.0 if facts.n_train < 1000 else round(0.1 * min(1.0, epochs / 100), 4)
     if facts.modality == "timeseries" and facts.task == "classify" and facts.channels > 1:
@@ -170,6 +186,24 @@ def choose_recipe(cfg, facts: DataFacts) -> tuple[dict[str, Any], list[str]]:
             why.append(f"time series: {facts.channels} channels -> mapping square, per-channel training-set "
                        "normalisation (per-case z-normalisation removes level/scale that may carry the class)")
     return out, why
+
+
+def finetune_defaults(cfg, facts: DataFacts, why: list[str]) -> dict[str, Any]:
+    """The architecture of ``cfg.pretrained`` and, for grey images, the normalisation its 1-channel stem expects."""
+    from ..models.pretrained import pretrained_cfg_for, resolve_tag
+
+    tag = resolve_tag(cfg.pretrained)
+    out: dict[str, Any] = {}
+    if cfg.model is None:
+        out["model"] = tag.arch
+    why.append(f"fine-tuning {tag.name}: lower lr, shorter warm-up, layer decay {FINETUNE_LAYER_DECAY:g}; new head")
+    given = cfg.modality_args
+    if facts.modality == "image" and facts.channels == 1 and "mean" not in given and "std" not in given:
+        grey = pretrained_cfg_for(tag, in_chans=1)
+        out["adapter_args"] = {"mean": grey["mean"], "std": grey["std"]}
+        why.append(f"grey images: mean {grey['mean'][0]:g}, std {grey['std'][0]:g} (ImageNet's averaged, what the "
+                   "summed 1-channel stem expects)")
+    return out
 
 
 def channel_stats(dataset, channels: int, max_samples: int = 2000) -> tuple[list[float], list[float]]:

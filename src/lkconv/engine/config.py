@@ -52,7 +52,8 @@ class TrainConfig:
     label_smoothing: float = _opt(0.1, "label smoothing of the classification loss", "[0, 1)")
     drop_path_rate: float | None = _opt(None, "stochastic depth; auto: 0 below 1000 training samples, else 0.1 "
                                         "(scaled with epochs/100)", "[0, 1)")
-    layer_decay: float = _opt(1.0, "layer-wise learning-rate decay (1: off)", "(0, 1]")
+    layer_decay: float | None = _opt(None, "layer-wise learning-rate decay (1: off); auto: 1, or 0.9 when fine-tuning "
+                                     "--pretrained weights", "(0, 1]")
     ema_decay: float = _opt(0.0, "EMA of weights for evaluation and the saved model (0: off)", "[0, 1)")
     clip_grad: float | None = _opt(None, "gradient-norm clipping (none: off)", ">= 0")
     accum_steps: int = _opt(1, "micro-batches accumulated per optimizer step", ">= 1")
@@ -82,6 +83,11 @@ class TrainConfig:
     progress: bool | None = _opt(None, "progress bars; auto: only on a terminal")
     on_bad_file: str = _opt("skip", "an unreadable data file: skip it (counted warning) or stop", "skip, error")
     resume: bool = _opt(False, "continue the run in --out from last.pt")
+    pretrained: str | None = _opt(None, "fine-tune from published weights: a tag of `lkconv list-models --pretrained` "
+                                  "(e.g. unireplknet_a.in1k; fetched from the Hugging Face hub, extra lkconv[hub]); "
+                                  "the stem adapts to the modality's channels, the head is new; auto: none (random "
+                                  "weights)")
+    pretrained_file: str | None = _opt(None, "with pretrained: a local copy of the published file (no download)")
     model_args: dict = _opt(dict, "extra create_model arguments, e.g. '{depths: [1, 1, 2, 1]}'", "a YAML mapping")
     modality_args: dict = _opt(dict, "options of the modality's reader and adapter (see its docs); auto fills "
                                "some from the data (e.g. time-series mapping/norm)", "a YAML mapping")
@@ -122,7 +128,7 @@ class TrainConfig:
             v = getattr(self, key)
             if v is not None and not lo <= v < hi:
                 raise ConfigError(f"{key}: must be in [{lo}, {hi}), got {v}")
-        if not 0 < self.layer_decay <= 1:
+        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
             raise ConfigError(f"layer_decay: must be in (0, 1], got {self.layer_decay}")
         for key in ("min_lr", "weight_decay", "budget"):
             if getattr(self, key) < 0:
@@ -131,6 +137,7 @@ class TrainConfig:
             v = getattr(self, key)
             if v is not None and v < 0:
                 raise ConfigError(f"{key}: must be >= 0, got {v}")
+        _check_pretrained(self)
         if self.warmup_epochs is not None and self.epochs is not None and self.warmup_epochs >= self.epochs:
             raise ConfigError(f"warmup_epochs: must be below epochs ({self.epochs}), got {self.warmup_epochs}")
 
@@ -145,6 +152,24 @@ def _check_modality_and_task(modality: str, task: str) -> None:
     if task not in get_modality(modality).tasks:
         serving = [m for m in modality_names() if task in get_modality(m).tasks]
         raise ConfigError(f"task: {task!r} needs modality {' or '.join(map(repr, serving))}, got modality {modality!r}")
+
+
+def _check_pretrained(cfg: "TrainConfig") -> None:
+    """A published tag whose architecture agrees with ``model``; ``pretrained_file`` only with ``pretrained``."""
+    if cfg.pretrained_file and not cfg.pretrained:
+        raise ConfigError("pretrained_file: given without pretrained; name the tag the file stands in for, e.g. "
+                          "--pretrained unireplknet_a.in1k --pretrained-file FILE")
+    if not cfg.pretrained:
+        return
+    from ..models.pretrained import PretrainedWeightsError, list_pretrained, resolve_tag
+
+    try:
+        tag = resolve_tag(cfg.pretrained)
+    except PretrainedWeightsError as e:
+        raise ConfigError(f"pretrained: {e}") from None
+    if cfg.model is not None and cfg.model != tag.arch:
+        raise ConfigError(f"model: {cfg.model!r} differs from the architecture of pretrained {cfg.pretrained!r} "
+                          f"({tag.arch}); leave model out (published tags: {', '.join(list_pretrained())})")
 
 
 def _check_device_name(device: str) -> None:

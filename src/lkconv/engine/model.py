@@ -34,7 +34,10 @@ def build_model(model_config: dict[str, Any], *, adapter: ModalityAdapter | None
 
 
 def build_model_for_data(cfg, data, recipe: dict) -> tuple[PerceptionModel, dict[str, Any]]:
-    """The adapter + backbone for this data, and the ``config.json`` content that rebuilds it."""
+    """The adapter + backbone for this data, and the ``config.json`` content that rebuilds it.
+
+    With ``cfg.pretrained`` the backbone starts from those published weights and ``config.json`` records their
+    ``pretrained_cfg``."""
     adapter = build_adapter(data.adapter, **data.adapter_args)
     model_args = {"num_classes": get_task(data.task).num_outputs(data), "in_chans": adapter.out_chans,
                   "drop_path_rate": recipe["drop_path_rate"], **cfg.model_args}
@@ -43,4 +46,10 @@ def build_model_for_data(cfg, data, recipe: dict) -> tuple[PerceptionModel, dict
         "adapter_args": adapter.config(), "task": data.task, "class_names": list(data.class_names),
         "modality": cfg.modality, "raw_shape": list(data.raw_shape), "preprocessing": data.preprocessing,
     }
-    return build_model(model_config, adapter=adapter, drop_path_rate=model_args["drop_path_rate"]), model_config
+    if not cfg.pretrained:
+        return build_model(model_config, adapter=adapter, drop_path_rate=model_args["drop_path_rate"]), model_config
+    # Fine-tuning: the published weights, the stem adapted to the adapter's channels, a new head unless the classes
+    # are the file's. Later loads (load_run) rebuild the architecture from model/model_args and read the run's weights.
+    backbone = create_model(cfg.pretrained, pretrained=True, pretrained_file=cfg.pretrained_file, **model_args)
+    model_config["pretrained_cfg"] = backbone.pretrained_cfg
+    return PerceptionModel(adapter, backbone), model_config

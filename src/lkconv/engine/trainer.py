@@ -161,6 +161,8 @@ class Trainer:
     # --- setup ------------------------------------------------------------------------------------------------
     def _write_config(self, extra: dict[str, Any] | None = None) -> None:
         resolved = {**self.resolved.record(), **self.device_record, **(extra or {})}
+        if "pretrained_cfg" in self.model_config:  # where the starting weights came from, how they expect inputs
+            resolved["pretrained_cfg"] = self.model_config["pretrained_cfg"]
         self.run.write_config({**self.cfg.to_dict(), "resolved": resolved}, self.model_config)
 
     def _prepare_model(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -30,8 +31,17 @@ def _ensure_loaded() -> None:
     from . import families  # noqa: F401
 
 
-def list_models(pattern: str | Iterable[str] = "", exclude: str | Iterable[str] = "") -> list[str]:
-    """Registered model names matching any of the fnmatch ``pattern``(s), sorted by family then size order."""
+def list_models(
+    pattern: str | Iterable[str] = "", exclude: str | Iterable[str] = "", *, pretrained: bool = False
+) -> list[str]:
+    """Registered model names matching any of the fnmatch ``pattern``(s), sorted by family then size order.
+
+    With ``pretrained=True``: the tags of published weights instead (``unireplknet_a.in1k``, …).
+    """
+    if pretrained:
+        from .pretrained import list_pretrained
+
+        return list_pretrained(pattern, exclude)
     _ensure_loaded()
     names = list(_ENTRYPOINTS)
     pats = [pattern] if isinstance(pattern, str) else list(pattern)
@@ -66,12 +76,25 @@ def model_entrypoint(name: str) -> Callable[..., nn.Module]:
 
 
 def create_model(
-    model_name: str, *, features_only: bool = False, out_indices: Iterable[int] | None = None, **kwargs: Any
+    model_name: str,
+    *,
+    pretrained: bool = False,
+    pretrained_file: str | os.PathLike | None = None,
+    features_only: bool = False,
+    out_indices: Iterable[int] | None = None,
+    **kwargs: Any,
 ) -> nn.Module:
-    """Builds a registered model.
+    """Builds a registered model, optionally with published weights.
 
     Args:
-        model_name: A name from :func:`list_models`.
+        model_name: A name from :func:`list_models`, or a tag of published weights ``name.tag`` from
+            ``list_models(pretrained=True)`` (a tag alone builds random weights with the tag's ``num_classes`` and
+            ``pretrained_cfg``).
+        pretrained: Load the published weights of the tag (a plain name: its default tag), fetched from the Hugging
+            Face hub (extra ``lkconv[hub]``); ``num_classes`` other than the file's re-initializes only the head,
+            ``in_chans`` other than 3 adapts the stem (:mod:`lkconv.models.pretrained`). ``model.pretrained_cfg``
+            then holds the preprocessing.
+        pretrained_file: A local copy of the published file (implies ``pretrained``), for machines without internet.
         features_only: Return a feature extractor whose forward gives the stage outputs in ``out_indices``.
         out_indices: Stages to return with ``features_only`` (default: all).
         **kwargs: Model arguments (``num_classes``, ``in_chans``, ``drop_path_rate``, ``kernel_sizes``, ``deploy``,
@@ -80,6 +103,13 @@ def create_model(
     Returns:
         The model, with ``model_name`` and ``model_args`` recorded so it can be rebuilt.
     """
+    if pretrained or pretrained_file is not None or "." in model_name:
+        from .pretrained import create_pretrained
+
+        model_entrypoint(model_name.partition(".")[0])  # an unknown architecture: the usual error first
+        return create_pretrained(model_name, pretrained=pretrained or pretrained_file is not None,
+                                 pretrained_file=pretrained_file, features_only=features_only,
+                                 out_indices=out_indices, **kwargs)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     fn = model_entrypoint(model_name)
     model = fn(**kwargs)
