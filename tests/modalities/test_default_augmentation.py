@@ -192,3 +192,32 @@ def test_user_options_override_the_augmentation():
     assert "flip" not in added and added["color"] == 0.0
     assert augmentation_defaults(_cfg(modality="timeseries", task="forecast"))[0] == {}
     assert augmentation_defaults(TrainConfig(data="builtin:gunpoint", out="/tmp/x", modality="timeseries"))[0] == {}
+
+
+def test_pca_alignment_removes_the_pose():
+    from lkconv.data.augment.pointcloud import random_rotation
+    from lkconv.modalities.pointcloud.pose import pca_align
+
+    g = np.random.default_rng(0)
+    p = (g.normal(size=(400, 3)) * [3.0, 1.5, 0.5]).astype(np.float32)
+    p[:, 0] += p[:, 0] ** 2 / 6  # skewed: every axis' sign is defined
+    nrm = np.tile(np.float32([[0, 0, 1]]), (400, 1))
+    a = pca_align(np.concatenate([p, nrm], 1))
+    r = random_rotation(g).astype(np.float32)
+    b = pca_align(np.concatenate([p @ r.T, nrm @ r.T], 1))
+    assert a.shape == (400, 6) and a.dtype == np.float32
+    np.testing.assert_allclose(a, b, atol=1e-4)  # the same cloud in any pose -> the same input
+    assert np.linalg.norm(a[:, :3], axis=1).max() == pytest.approx(1.0, abs=1e-5)
+    var = a[:, :3].var(0)
+    assert var[0] > var[1] > var[2]
+    np.testing.assert_allclose(np.linalg.norm(a[:, 3:], axis=1), 1.0, atol=1e-5)
+
+
+def test_align_option_is_checked(tmp_path):
+    from lkconv.modalities.pointcloud.data import point_options
+
+    cfg = TrainConfig(data=str(tmp_path), out=str(tmp_path / "r"), modality="pointcloud",
+                      modality_args={"align": "pca"})
+    assert point_options(cfg)[0]["align"] == "pca"
+    with pytest.raises(DataError, match="align"):
+        point_options(cfg.replace(modality_args={"align": "icp"}))

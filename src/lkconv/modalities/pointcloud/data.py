@@ -12,7 +12,9 @@ by repeating random points. Points are centred and scaled into the unit sphere; 
 * data: ``num_points`` (1024), ``normals`` (false), ``rotation`` (``so3``, ``x``, ``y``, ``z`` or ``none``; default
   ``z`` for folders, ``so3`` for ``cgal-shapes``), ``scale`` ([0.8, 1.25]), ``anisotropic`` (false: one scale factor
   per axis when true), ``jitter`` (0.01), ``crop`` (0.0: share of points cut away by a random plane), ``dropout``
-  (0.0: up to this share of the points replaced by copies of others, :mod:`lkconv.modalities.pointcloud.augment`), ``eval_pose`` (false for folders: validation sees the files' own pose;
+  (0.0: up to this share of the points replaced by copies of others, :mod:`lkconv.modalities.pointcloud.augment`),
+  ``align`` (``none``; ``pca``: every cloud, in training, validation and prediction, in its principal-axis frame,
+  :mod:`lkconv.modalities.pointcloud.pose`), ``eval_pose`` (false for folders: validation sees the files' own pose;
   ``cgal-shapes`` always poses its validation samples, from a fixed seed);
 * ``cgal-shapes`` only: ``classes`` (24: how many meshes of :data:`CGAL_SHAPES`, 20–40), ``train_per_class``
   (100), ``val_per_class`` (30);
@@ -33,6 +35,7 @@ import torch
 
 from ...data.augment.pointcloud import random_pose
 from .augment import point_dropout
+from .pose import ALIGNMENTS, pca_align
 from ...data.datasets import DataBundle, DataError, SampleDataset, check_option_keys, split_class_folders
 from ...data.readers.pointcloud import Geometry, normalize_unit_sphere, read_pointcloud, sample_surface
 from .adapter import PointCloudAdapter
@@ -49,7 +52,8 @@ log = logging.getLogger("lkconv.data")
 
 POINT_EXTENSIONS = ("off", "ply", "stl", "xyz", "pwn", "npy")
 ADAPTER_OPTIONS = ("projection", "views", "layout", "extent", "splat", "feat_dim", "k", "hidden")
-DATA_OPTIONS = ("num_points", "normals", "rotation", "scale", "anisotropic", "jitter", "crop", "dropout", "eval_pose")
+DATA_OPTIONS = ("num_points", "normals", "rotation", "scale", "anisotropic", "jitter", "crop", "dropout", "eval_pose",
+                "align")
 BUILTIN_OPTIONS = ("classes", "train_per_class", "val_per_class")
 _ROTATIONS = ("so3", "x", "y", "z", "none")
 DEFAULT_IMG_SIZE = 64
@@ -69,7 +73,10 @@ def point_options(cfg, *, builtin: bool = False) -> tuple[dict[str, Any], dict[s
         "rotation": args.get("rotation", "so3" if builtin else "z"), "scale": args.get("scale", [0.8, 1.25]),
         "jitter": args.get("jitter", 0.01), "crop": args.get("crop", 0.0), "eval_pose": args.get("eval_pose", False),
         "anisotropic": args.get("anisotropic", False), "dropout": args.get("dropout", 0.0),
+        "align": args.get("align", "none"),
     }
+    if opts["align"] not in ALIGNMENTS:
+        raise DataError(f"modality_args.align: {opts['align']!r} is not accepted; choose {', '.join(ALIGNMENTS)}")
     if not isinstance(opts["num_points"], int) or opts["num_points"] < 16:
         raise DataError(f"modality_args.num_points: an integer >= 16 is needed, got {opts['num_points']!r}")
     if not all(isinstance(opts[k], bool) for k in ("normals", "eval_pose", "anisotropic")):
@@ -164,12 +171,14 @@ def _validate(path: Path) -> None:
 def _transforms(opts: dict[str, Any], *, pose_eval: bool):
     n, normals = opts["num_points"], opts["normals"]
 
+    align = pca_align if opts.get("align") == "pca" else (lambda p: p)
+
     def train_tf(geom, rng):
-        return torch.from_numpy(_posed(geometry_to_points(geom, n, rng, normals=normals), opts, rng))
+        return torch.from_numpy(align(_posed(geometry_to_points(geom, n, rng, normals=normals), opts, rng)))
 
     def eval_tf(geom, rng):
         pts = geometry_to_points(geom, n, rng, normals=normals)
-        return torch.from_numpy(_posed(pts, opts, rng, train=False) if pose_eval else pts)
+        return torch.from_numpy(align(_posed(pts, opts, rng, train=False) if pose_eval else pts))
 
     return train_tf, eval_tf
 
@@ -196,7 +205,8 @@ def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = 
     return DataBundle(train, val, names, "pointcloud", adapter_args, (opts["num_points"], n_dims),
                       notes={"train_samples": len(tr_idx), "val_samples": len(val),
                              "skipped_files": len(split.skipped)},
-                      preprocessing={"num_points": opts["num_points"], "normals": opts["normals"]})
+                      preprocessing={"num_points": opts["num_points"], "normals": opts["normals"],
+                                     "align": opts["align"]})
 
 
 def load_for_predict(path: str | Path, preprocessing: dict) -> torch.Tensor:
@@ -204,4 +214,4 @@ def load_for_predict(path: str | Path, preprocessing: dict) -> torch.Tensor:
     geom = read_pointcloud(path)
     pts = geometry_to_points(geom, int(preprocessing["num_points"]), np.random.default_rng(0),
                              normals=bool(preprocessing.get("normals", False)))
-    return torch.from_numpy(pts)
+    return torch.from_numpy(pca_align(pts) if preprocessing.get("align") == "pca" else pts)
