@@ -77,6 +77,7 @@ def test_user_values_win():
 def test_point_clouds_default_to_random_poses():
     changes, reasons = modality_defaults(_cfg(modality="pointcloud"))
     assert changes["img_size"] == 32 and changes["modality_args"]["rotation"] == "so3" and reasons
+    assert changes["modality_args"]["align"] == "pca"
 
 
 def test_dataset_norm_uses_the_training_statistics():

@@ -36,8 +36,8 @@ def test_default_audio_run_augments(tmp_path, capsys):
     cfg = _train(_audio_folder(tmp_path / "a"), tmp_path / "run", "audio",
                  "--modality-args", "{target_frames: 32, num_mel_bins: 32}")
     aug = cfg["resolved"]["augmentation"]
-    assert aug["band_limit"] == 0.5 and aug["speed"] == 0.1 and aug["gain"] == 6.0 and aug["freq_mask"] == 48
-    assert "band_limit 0.5" in aug["data_wave_aug"]
+    assert aug["freq_mask"] == 48 and aug["time_mask"] == 48 and aug["noise"] == 0.1
+    assert aug["band_limit"] == 0.0 and aug["data_wave_aug"] == "none"  # measured: no win (docs/defaults.md)
     assert "augmentation on" in capsys.readouterr().out
 
 
@@ -60,10 +60,13 @@ def test_default_pointcloud_run_augments_and_no_augment_turns_it_off(tmp_path):
     aug = cfg["resolved"]["augmentation"]
     assert aug["rotation"] == "so3" and aug["anisotropic"] is True and aug["dropout"] == 0.1
     assert cfg["modality_args"]["dropout"] == 0.1  # a valid --config for a new run as it is
+    assert cfg["modality_args"]["align"] == "pca" and cfg["resolved"]["auto"]["modality_args"]["align"] == "pca"
     off = _train(root, tmp_path / "off", "pointcloud", "--modality-args", "{num_points: 64, jitter: 0.02}",
                  "--no-augment")["resolved"]["augmentation"]
     assert off["rotation"] == "none" and off["dropout"] == 0.0 and off["scale"] == [1.0, 1.0]
     assert off["jitter"] == 0.02  # the user's option wins over the switch
+    assert _train(root, tmp_path / "given", "pointcloud", "--modality-args", "{num_points: 64, align: none}"
+                  )["modality_args"]["align"] == "none"
 
 
 def test_default_video_run_jitters_in_time(tmp_path):
