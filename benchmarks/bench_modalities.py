@@ -64,8 +64,14 @@ def config_differences(recipe: TrainConfig, run: TrainConfig) -> list[str]:
     """``key: recipe value -> run value`` for every field that differs (ignoring out, progress, ...). A field the
     recipe leaves to the automatic recipe (None) is not a difference: the run records the value chosen for it."""
     a, b = recipe.to_dict(), run.to_dict()
+
+    def same(k: str) -> bool:  # modality_args keys the recipe leaves out are the automatic recipe's (augmentation)
+        if k == "modality_args" and isinstance(b.get(k), dict):
+            return all(k2 in b[k] and b[k][k2] == v for k2, v in a[k].items())
+        return a[k] == b.get(k)
+
     return [f"{k}: {a[k]!r} -> {b.get(k)!r}" for k in a
-            if k not in _IGNORED_FIELDS and a[k] is not None and a[k] != b.get(k)]
+            if k not in _IGNORED_FIELDS and a[k] is not None and not same(k)]
 
 
 def same_data(recipe: TrainConfig, run: TrainConfig) -> bool:

@@ -68,12 +68,16 @@ def test_user_values_win():
     values, _ = choose_recipe(cfg, _facts(40, raw_shape=(6, 100)))
     assert values == {}
     changes, _ = modality_defaults(_cfg(modality="pointcloud", img_size=48, modality_args={"rotation": "z"}))
-    assert changes == {}
+    assert "img_size" not in changes and changes["modality_args"]["rotation"] == "z"
+    changes, _ = modality_defaults(_cfg(modality="pointcloud", img_size=48, modality_args={"rotation": "z"},
+                                        augment=False))
+    assert changes["modality_args"]["rotation"] == "z"
 
 
 def test_point_clouds_default_to_random_poses():
     changes, reasons = modality_defaults(_cfg(modality="pointcloud"))
-    assert changes == {"img_size": 32, "modality_args": {"rotation": "so3"}} and reasons
+    assert changes["img_size"] == 32 and changes["modality_args"]["rotation"] == "so3" and reasons
+    assert changes["modality_args"]["align"] == "pca"
 
 
 def test_dataset_norm_uses_the_training_statistics():

@@ -7,8 +7,15 @@ number is in ``docs/defaults_evidence.md`` (issue 19's panel).
 
 Before the data is read (:func:`modality_defaults`; only keys the user did not give):
 
-* point clouds: ``rotation: so3`` (users' shapes come in arbitrary poses: 16.7 % -> 74 % on the SO(3) panel) and
-  ``img_size`` 32;
+* augmentation on for every modality's classification folders (:data:`AUGMENTATION`, :func:`augmentation_defaults`;
+  ``augment: false`` turns each of its keys off, any key given in ``modality_args`` wins): time series — window
+  slicing and warping, jitter, amplitude scaling; images — crops, photometric changes, flips only where the rule of
+  :func:`lkconv.modalities.image.augment.auto_flip` says they keep the class; audio — SpecAugment, time shift,
+  noise (speed, band-limiting and gain exist but stay off: no win on the real-speech panel); point clouds — SO(3) pose, anisotropic scale, jitter,
+  point dropout; video — shared crops, temporal jitter;
+* point clouds: ``rotation: so3`` (users' shapes come in arbitrary poses: 16.7 % -> 74 % on the SO(3) panel),
+  ``align: pca`` (each cloud in its principal-axis frame, :mod:`lkconv.modalities.pointcloud.pose`: shapes-so3
+  78.3 -> 99.2 %) and ``img_size`` 32;
 * video files: ``img_size`` 64 (112 px at batch 64 peaked at 15.7 GB RSS).
 
 After the data is read (:func:`choose_recipe`, from :class:`DataFacts`):
@@ -41,8 +48,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SMALL_UNIREPLKNET", "DEFAULT_MODEL", "DataFacts", "data_facts", "modality_defaults", "choose_recipe",
-           "auto_batch_size", "auto_epochs", "auto_lr", "channel_stats", "finetune_defaults"]
+__all__ = ["SMALL_UNIREPLKNET", "DEFAULT_MODEL", "AUGMENTATION", "DataFacts", "data_facts", "modality_defaults",
+           "augmentation_defaults", "augmentation_record", "choose_recipe", "auto_batch_size", "auto_epochs",
+           "auto_lr", "channel_stats", "finetune_defaults"]
 
 DEFAULT_MODEL = "unireplknet_a"
 SMALL_UNIREPLKNET: dict[str, Any] = {"depths": [1, 1, 2, 1], "dims": [16, 32, 64, 128],
@@ -55,6 +63,33 @@ SMALL_MODEL_MODALITIES = ("image", "pointcloud", "video")
 FINETUNE_LR_FACTOR = 0.25  # of the from-scratch rule: the weights are already good, the new head is small
 FINETUNE_LAYER_DECAY = 0.9  # per block group: the stem learns 0.9^(n-1) of the head's rate (0.19 for unireplknet_a)
 FINETUNE_MAX_WARMUP = 1.0  # epochs
+
+# modality -> (modality_args with augmentation on, the same keys with it off, what "on" means). The transforms live
+# beside each modality's data code (lkconv.modalities.<name>.augment); the evidence is in docs/defaults.md.
+AUGMENTATION: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
+    "timeseries": ({"aug": "slice+warp", "noise": 0.05, "scale": 0.1},
+                   {"aug": "none", "noise": 0.0, "scale": 0.0},
+                   "window slicing + warping, jitter (noise 0.05), amplitude scaling +-10 %"),
+    "image": ({"flip": "auto", "color": 0.2},
+              {"aug": "none", "flip": False, "color": 0.0},
+              "crops (rrc from 64 px, else pad_crop), flips only where they keep the class (flip: auto), "
+              "brightness/contrast/saturation +-20 %"),
+    # the waveform augmentations (speed, band_limit, gain) are off: on speech-alsa they did not win (docs/defaults.md)
+    "audio": ({"speed": 0.0, "band_limit": 0.0, "gain": 0.0, "freq_mask": 48, "time_mask": 48, "time_shift": 10,
+               "noise": 0.1},
+              {"speed": 0.0, "band_limit": 0.0, "gain": 0.0, "freq_mask": 0, "time_mask": 0, "time_shift": 0,
+               "noise": 0.0},
+              "SpecAugment (frequency/time masks), time shift, noise; waveform speed/band-limiting/gain stay off "
+              "(not a win on the real-speech panel)"),
+    "pointcloud": ({"rotation": "so3", "anisotropic": True, "scale": [0.8, 1.25], "jitter": 0.01, "dropout": 0.1},
+                   {"rotation": "none", "anisotropic": False, "scale": [1.0, 1.0], "jitter": 0.0, "crop": 0.0,
+                    "dropout": 0.0},
+                   "random SO(3) pose (files' poses are not assumed aligned), anisotropic scale 0.8-1.25 per axis, "
+                   "jitter 0.01, point dropout up to 10 %"),
+    "video": ({"aug": "crop", "temporal_jitter": True},
+              {"aug": "none", "temporal_jitter": False},
+              "one random crop shared by all frames, temporal jitter"),
+}
 
 
 @dataclass
@@ -96,15 +131,55 @@ def data_facts(cfg, data) -> DataFacts:
                      builtin=str(cfg.data).startswith("builtin:"))
 
 
+def augmentation_defaults(cfg) -> tuple[dict[str, Any], str | None]:
+    """The ``modality_args`` keys of :data:`AUGMENTATION` the user did not give (``cfg.augment`` None/True: the "on"
+    values, False: the "off" values), and the sentence saying what they are.
+
+    Nothing for built-in sets (their tuned recipes were measured with the data layer's own defaults), nor for
+    forecasting (windows of one series: no augmentation is known to keep their targets valid)."""
+    if str(cfg.data).startswith("builtin:") or cfg.task != "classify" or cfg.modality not in AUGMENTATION:
+        return {}, None
+    on, off, what = AUGMENTATION[cfg.modality]
+    chosen = on if cfg.augment is not False else off
+    added = {k: v for k, v in chosen.items() if k not in cfg.modality_args}
+    if not added:
+        return {}, None
+    state = f"on: {what}" if cfg.augment is not False else "off (augment: false)"
+    kept = sorted(k for k in chosen if k in cfg.modality_args)
+    return added, f"augmentation {state}" + (f"; given in modality_args: {', '.join(kept)}" if kept else "")
+
+
+def augmentation_record(cfg, data) -> dict[str, Any]:
+    """What ``resolved.augmentation`` in ``config.yaml`` keeps: the :data:`AUGMENTATION` keys in the run's
+    ``modality_args`` (given or chosen) and the data layer's own account of them (e.g. the image flip rule)."""
+    if cfg.modality not in AUGMENTATION:
+        return {}
+    on, off, _ = AUGMENTATION[cfg.modality]
+    keys = list(dict.fromkeys([*on, *off]))
+    out: dict[str, Any] = {k: cfg.modality_args[k] for k in keys if k in cfg.modality_args}
+    for note in ("aug", "flip", "wave_aug"):
+        if isinstance(data.notes.get(note), str):
+            out[f"data_{note}"] = data.notes[note]
+    return out
+
+
 def modality_defaults(cfg) -> tuple[dict[str, Any], list[str]]:
     """Config changes decided before the data is read (only for keys the user left unset) and their reasons."""
     changes: dict[str, Any] = {}
     reasons: list[str] = []
     margs = dict(cfg.modality_args)
+    aug, why = augmentation_defaults(cfg)
+    if aug:
+        margs.update(aug)
+        reasons.append(why)
     if cfg.modality == "pointcloud":
         if "rotation" not in margs:
             margs["rotation"] = "so3"
             reasons.append("point clouds: random SO(3) rotation in training (files' poses are not assumed aligned)")
+        if "align" not in margs:
+            margs["align"] = "pca"
+            reasons.append("point clouds: every cloud in its principal-axis frame (align: pca; shapes in random poses "
+                           "78.3 -> 99.2 %)")
         if cfg.img_size is None:
             changes["img_size"] = 32
             reasons.append("point clouds: 32 px projection maps (time and memory)")

@@ -60,6 +60,9 @@ class TrainConfig:
     mixup: float | None = _opt(None, "mixup alpha; auto: the reference recipe's for images trained >= 100 epochs, "
                                "else off", ">= 0")
     cutmix: float | None = _opt(None, "CutMix alpha; auto: as mixup", ">= 0")
+    augment: bool | None = _opt(None, "training augmentation chosen by the automatic recipe for the modality (folders; "
+                                "docs/defaults.md); auto/true: on, false: every augmentation off that modality_args "
+                                "does not ask for")
     budget: float = _opt(10.0, "minutes the training may take when epochs is auto: after the first steps the "
                          "measured step time cuts the epochs to fit (0: no bound)", ">= 0")
     amp: bool | None = _opt(None, "mixed precision; auto: on for CUDA (bf16, else fp16 + grad scaler), off on the CPU; true on the CPU: bf16 autocast")

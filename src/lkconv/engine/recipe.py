@@ -11,7 +11,7 @@ short runs down more than they regularise); warm-up is min(5, epochs / 10) epoch
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["REFERENCE_RECIPE", "resolve_recipe", "resolve_run", "ResolvedRun"]
@@ -55,11 +55,12 @@ class ResolvedRun:
     auto: dict[str, Any]  # the values the automatic recipe chose (not given by the user)
     reasons: list[str]
     facts: Any  # auto_recipe.DataFacts
+    augmentation: dict[str, Any] = field(default_factory=dict)  # the augmentation keys in effect, and what they did
 
     def record(self) -> dict[str, Any]:
         """What ``config.yaml`` keeps under ``resolved``."""
         f = self.facts
-        return {**self.recipe, "auto": self.auto, "reasons": list(self.reasons),
+        return {**self.recipe, "auto": self.auto, "reasons": list(self.reasons), "augmentation": self.augmentation,
                 "data": {"n_train": f.n_train, "n_val": f.n_val, "class_counts": list(f.class_counts),
                          "raw_shape": list(f.raw_shape)}}
 
@@ -67,7 +68,7 @@ class ResolvedRun:
 def resolve_run(cfg) -> ResolvedRun:
     """Reads the data and resolves every "auto" value (:mod:`lkconv.engine.auto_recipe`); given values win."""
     from ..modalities import build_data
-    from .auto_recipe import channel_stats, choose_recipe, data_facts, modality_defaults
+    from .auto_recipe import augmentation_record, channel_stats, choose_recipe, data_facts, modality_defaults
 
     pre, reasons = modality_defaults(cfg)
     auto: dict[str, Any] = dict(pre)
@@ -88,4 +89,5 @@ def resolve_run(cfg) -> ResolvedRun:
     auto.update(chosen)
     if chosen:
         cfg = cfg.replace(**chosen)
-    return ResolvedRun(cfg=cfg, data=data, recipe=resolve_recipe(cfg), auto=auto, reasons=reasons, facts=facts)
+    return ResolvedRun(cfg=cfg, data=data, recipe=resolve_recipe(cfg), auto=auto, reasons=reasons, facts=facts,
+                       augmentation=augmentation_record(cfg, data))

@@ -8,7 +8,9 @@ clip length (a random crop, or a random placement of a shorter clip, in training
 ``modality_args`` (all optional): ``sample_rate`` (16000), ``clip_seconds`` (sets ``target_frames`` when that is
 not given), and the adapter's options ``num_mel_bins``, ``target_frames``, ``frame_length_ms``, ``frame_shift_ms``,
 ``norm_mean``, ``norm_std``, ``freq_mask``, ``time_mask``, ``time_shift``, ``noise`` (see
-:class:`lkconv.modalities.audio.AudioAdapter`).
+:class:`lkconv.modalities.audio.AudioAdapter`); waveform training augmentation (:mod:`lkconv.modalities.audio.augment`,
+all 0 = off by default): ``speed`` (speed perturbation range), ``band_limit`` (probability of band-limiting a clip
+to 8-12 kHz sampling) and ``gain`` (random gain range in dB).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ...data.readers.audio import read_audio
 from ...ops.fbank import num_frames
 from ...data.augment.audio import fix_length
 from .adapter import AudioAdapter
+from .augment import augment_wave
 
 __all__ = ["AUDIO_EXTENSIONS", "build_data", "load_for_predict", "audio_bundle", "adapter_args_from"]
 
@@ -35,7 +38,7 @@ log = logging.getLogger("lkconv.data")
 AUDIO_EXTENSIONS = ("wav", "flac", "ogg")
 ADAPTER_OPTIONS = ("num_mel_bins", "target_frames", "frame_length_ms", "frame_shift_ms", "norm_mean", "norm_std",
                  "freq_mask", "time_mask", "time_shift", "noise")
-DATA_OPTIONS = ("sample_rate", "clip_seconds")
+DATA_OPTIONS = ("sample_rate", "clip_seconds", "speed", "band_limit", "gain")
 _MAGIC = {"wav": (b"RIFF", 0), "flac": (b"fLaC", 0), "ogg": (b"OggS", 0)}
 
 
@@ -59,6 +62,19 @@ def adapter_args_from(modality_args: dict[str, Any]) -> dict[str, Any]:
     except (TypeError, ValueError) as e:
         raise DataError(f"modality_args: {e}") from e
     return args
+
+
+def wave_aug_options(modality_args: dict[str, Any]) -> dict[str, float]:
+    """The waveform augmentation options (``speed`` in [0, 0.5), ``band_limit`` probability in [0, 1], ``gain`` dB
+    >= 0; all 0 by default), checked."""
+    out = {}
+    for key, hi in (("speed", 0.5), ("band_limit", 1.0), ("gain", 60.0)):
+        v = modality_args.get(key, 0.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= hi or (key == "speed" and v == hi):
+            raise DataError(f"modality_args.{key}: a number in [0, {hi:g}{')' if key == 'speed' else ']'} is needed "
+                            f"(0: off), got {v!r}")
+        out[key] = float(v)
+    return out
 
 
 def _validate_audio(path: Path) -> None:
@@ -93,6 +109,7 @@ def audio_bundle(files: Sequence[Path], labels: Sequence[int], class_names: list
                  va_idx: Sequence[int], cfg, *, notes: dict[str, Any] | None = None) -> DataBundle:
     """The bundle for audio files with integer labels, training on ``tr_idx`` and validating on ``va_idx``."""
     args = adapter_args_from(dict(cfg.modality_args))
+    wave_aug = wave_aug_options(dict(cfg.modality_args))
     n = AudioAdapter(**args).num_samples
     sr = args["sample_rate"]
     _check_soundfile([files[i] for i in list(tr_idx) + list(va_idx)])
@@ -102,6 +119,7 @@ def audio_bundle(files: Sequence[Path], labels: Sequence[int], class_names: list
         return str(files[i])
 
     def train_tf(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        x = augment_wave(x, rng, sr, speed=wave_aug["speed"], band=wave_aug["band_limit"], gain=wave_aug["gain"])
         return fix_length(x, n, rng)
 
     def eval_tf(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
@@ -111,7 +129,9 @@ def audio_bundle(files: Sequence[Path], labels: Sequence[int], class_names: list
     val = SampleDataset(load, list(labels), va_idx, eval_tf, cfg.seed, describe)
     return DataBundle(train, val, list(class_names), "audio", args, (n,),
                       notes={"train_samples": len(tr_idx), "val_samples": len(va_idx), "sample_rate": sr,
-                             "clip_samples": n, **(notes or {})},
+                             "clip_samples": n,
+                             "wave_aug": ", ".join(f"{k} {v:g}" for k, v in wave_aug.items() if v) or "none",
+                             **(notes or {})},
                       preprocessing={"sample_rate": sr, "num_samples": n})
 
 

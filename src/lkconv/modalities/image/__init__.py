@@ -1,7 +1,8 @@
 """The image modality: folders of PNG/JPEG/BMP files (and in-memory arrays for built-in sets) for an
 :class:`~lkconv.modalities.image.adapter.ImageAdapter`.
 
-``modality_args``: ``aug`` (``rrc``, ``pad_crop`` or ``none``) and, for folders, ``channels`` (1 or 3; default: 3
+``modality_args``: ``aug`` (``rrc``, ``pad_crop`` or ``none``), ``flip`` (true, false, auto), ``color`` (photometric
+strength) and, for folders, ``channels`` (1 or 3; default: 3
 when any file is in colour, else 1).
 """
 
@@ -22,4 +23,4 @@ class ImageModality(Modality):
     folder = data
 
     def accepted_options(self, task: str, *, builtin: bool = False) -> tuple[str, ...]:
-        return ("aug",) if builtin else ("aug", "channels")
+        return ("aug", "flip", "color") if builtin else ("aug", "flip", "color", "channels")

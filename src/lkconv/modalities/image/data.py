@@ -1,5 +1,10 @@
 """Image data: ``PATH/{train,val}/<class>/*.{png,jpg,jpeg,bmp}`` (or ``PATH/<class>/…`` with a held-out split),
-and in-memory arrays (the built-in sets). Files are decoded when a batch needs them, not held in memory."""
+and in-memory arrays (the built-in sets). Files are decoded when a batch needs them, not held in memory.
+
+Training augmentation (``modality_args``): ``aug`` (``rrc`` random resized crop, ``pad_crop`` reflect-pad and crop,
+``none``; default ``rrc`` from 64 px, else ``pad_crop``), ``flip`` (true, false or ``auto``, the rule of
+:func:`lkconv.modalities.image.augment.auto_flip`; default true) and ``color`` (brightness/contrast/saturation
+strength, default 0). The automatic recipe sets ``flip: auto`` and ``color`` for folders."""
 
 from __future__ import annotations
 
@@ -14,28 +19,50 @@ from ...data.datasets import (DataBundle, DataError, SampleDataset, held_out_spl
                              unreadable_file)
 from ...data.readers.image import data_channels, read_image, validate_image
 from ...models.input_size import MIN_INPUT_SIDE, check_input_side
+from .augment import auto_flip, photometric
 
 __all__ = ["IMAGE_EXTENSIONS", "build_data", "load_for_predict", "image_bundle_from_arrays"]
 
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "bmp")
 
 
-def _transforms(size: int, native: int, aug: str | None):
+def _aug_options(args: dict[str, Any], channels: int, native: int) -> tuple[bool, float, str | None]:
+    """``flip`` (true, false or ``auto``: :func:`~lkconv.modalities.image.augment.auto_flip`; default true, the
+    tuned recipes' setting) and ``color`` (photometric strength, default 0) from ``modality_args``, checked; and the
+    sentence of the flip rule when it decided."""
+    flip, why = args.get("flip", True), None
+    if flip == "auto":
+        flip, why = auto_flip(channels, native)
+    if not isinstance(flip, bool):
+        raise DataError(f"modality_args.flip: {flip!r} is not accepted; choose true, false or auto")
+    color = args.get("color", 0.0)
+    if isinstance(color, bool) or not isinstance(color, (int, float)) or not 0 <= color < 1:
+        raise DataError(f"modality_args.color: a strength in [0, 1) is needed (0: off), got {color!r}")
+    return flip, float(color), why
+
+
+def _transforms(size: int, native: int, aug: str | None, flip: bool = True, color: float = 0.0):
     aug = aug or ("rrc" if native >= 64 else "pad_crop")
     if aug not in ("rrc", "pad_crop", "none"):
         raise DataError(f"modality_args.aug: {aug!r} is not accepted; choose rrc, pad_crop or none")
 
     def train_tf(x, rng):
         if aug == "rrc":
-            return random_resized_crop(x, size, rng)
-        if aug == "pad_crop":
-            return random_pad_crop(x, size, rng)
-        return center_resize(x, size)
+            x = random_resized_crop(x, size, rng, flip=flip)
+        elif aug == "pad_crop":
+            x = random_pad_crop(x, size, rng, flip=flip)
+        else:  # no geometric change at all (flips included)
+            x = center_resize(x, size)
+        return photometric(x, rng, color)
 
     def eval_tf(x, rng):
         return center_resize(x, size)
 
     return train_tf, eval_tf, aug
+
+
+def _aug_note(aug: str, flip: bool, color: float) -> str:
+    return f"{aug}, flip {'on' if flip and aug != 'none' else 'off'}" + (f", color {color:g}" if color else "")
 
 
 def _default_size(native: int) -> int:
@@ -61,7 +88,8 @@ def image_bundle_from_arrays(
     channels, native = train_x.shape[1], min(train_x.shape[-2:])
     args = dict(cfg.modality_args)
     size = _input_size(cfg, native)
-    train_tf, eval_tf, aug = _transforms(size, native, args.pop("aug", None))
+    flip, color, flip_why = _aug_options(args, channels, native)
+    train_tf, eval_tf, aug = _transforms(size, native, args.pop("aug", None), flip, color)
     if test_x is None:
         tr_idx, va_idx = held_out_split(train_y.tolist(), cfg)
         val_x, val_y = train_x, train_y
@@ -76,7 +104,8 @@ def image_bundle_from_arrays(
     train = SampleDataset(loader(train_x), train_y.tolist(), tr_idx, train_tf, cfg.seed)
     val = SampleDataset(loader(val_x), val_y.tolist(), va_idx, eval_tf, cfg.seed)
     return DataBundle(train, val, class_names, "image", {"in_chans": channels}, (channels, size, size),
-                      notes={"train_samples": len(train), "val_samples": len(val), "aug": aug, **(notes or {})},
+                      notes={"train_samples": len(train), "val_samples": len(val), "aug": _aug_note(aug, flip, color),
+                             **({"flip": flip_why} if flip_why else {}), **(notes or {})},
                       preprocessing={"img_size": size, "channels": channels})
 
 
@@ -119,7 +148,8 @@ def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = 
     channels, why = _channels(cfg.modality_args, [all_files[i] for i in tr_idx + va_idx])
     native = _native_side(all_files, tr_idx or va_idx, channels, cfg.on_bad_file)
     size = _input_size(cfg, native, 224)
-    train_tf, eval_tf, aug = _transforms(size, native, cfg.modality_args.get("aug"))
+    flip, color, flip_why = _aug_options(cfg.modality_args, channels, native)
+    train_tf, eval_tf, aug = _transforms(size, native, cfg.modality_args.get("aug"), flip, color)
 
     def load(i):
         return read_image(all_files[i], channels)
@@ -131,7 +161,8 @@ def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = 
     val = SampleDataset(load, all_labels, va_idx, eval_tf, cfg.seed, describe)
     return DataBundle(train, val, names, "image", {"in_chans": channels}, (channels, size, size),
                       notes={"train_samples": len(tr_idx), "val_samples": len(val), "skipped_files": len(split.skipped),
-                             "aug": aug, "channels": why},
+                             "aug": _aug_note(aug, flip, color), "channels": why,
+                             **({"flip": flip_why} if flip_why else {})},
                       preprocessing={"img_size": size, "channels": channels})
 
 

@@ -10,8 +10,11 @@ by repeating random points. Points are centred and scaled into the unit sphere; 
 ``modality_args`` (all optional):
 
 * data: ``num_points`` (1024), ``normals`` (false), ``rotation`` (``so3``, ``x``, ``y``, ``z`` or ``none``; default
-  ``z`` for folders, ``so3`` for ``cgal-shapes``), ``scale`` ([0.8, 1.25]), ``jitter`` (0.01), ``crop`` (0.0: share
-  of points cut away by a random plane), ``eval_pose`` (false for folders: validation sees the files' own pose;
+  ``z`` for folders, ``so3`` for ``cgal-shapes``), ``scale`` ([0.8, 1.25]), ``anisotropic`` (false: one scale factor
+  per axis when true), ``jitter`` (0.01), ``crop`` (0.0: share of points cut away by a random plane), ``dropout``
+  (0.0: up to this share of the points replaced by copies of others, :mod:`lkconv.modalities.pointcloud.augment`),
+  ``align`` (``none``; ``pca``: every cloud, in training, validation and prediction, in its principal-axis frame,
+  :mod:`lkconv.modalities.pointcloud.pose`), ``eval_pose`` (false for folders: validation sees the files' own pose;
   ``cgal-shapes`` always poses its validation samples, from a fixed seed);
 * ``cgal-shapes`` only: ``classes`` (24: how many meshes of :data:`CGAL_SHAPES`, 20–40), ``train_per_class``
   (100), ``val_per_class`` (30);
@@ -33,6 +36,8 @@ import torch
 from ...data.augment.pointcloud import random_pose
 from ...data.datasets import (DataBundle, DataError, SampleDataset, check_option_keys, split_class_folders,
                              unreadable_file)
+from .augment import point_dropout
+from .pose import ALIGNMENTS, pca_align
 from ...data.readers.pointcloud import Geometry, normalize_unit_sphere, read_pointcloud, sample_surface
 from .adapter import PointCloudAdapter
 
@@ -48,7 +53,8 @@ log = logging.getLogger("lkconv.data")
 
 POINT_EXTENSIONS = ("off", "ply", "stl", "xyz", "pwn", "npy")
 ADAPTER_OPTIONS = ("projection", "views", "layout", "extent", "splat", "feat_dim", "k", "hidden")
-DATA_OPTIONS = ("num_points", "normals", "rotation", "scale", "jitter", "crop", "eval_pose")
+DATA_OPTIONS = ("num_points", "normals", "rotation", "scale", "anisotropic", "jitter", "crop", "dropout", "eval_pose",
+                "align")
 BUILTIN_OPTIONS = ("classes", "train_per_class", "val_per_class")
 _ROTATIONS = ("so3", "x", "y", "z", "none")
 DEFAULT_IMG_SIZE = 64
@@ -67,11 +73,18 @@ def point_options(cfg, *, builtin: bool = False) -> tuple[dict[str, Any], dict[s
         "num_points": args.get("num_points", 1024), "normals": args.get("normals", False),
         "rotation": args.get("rotation", "so3" if builtin else "z"), "scale": args.get("scale", [0.8, 1.25]),
         "jitter": args.get("jitter", 0.01), "crop": args.get("crop", 0.0), "eval_pose": args.get("eval_pose", False),
+        "anisotropic": args.get("anisotropic", False), "dropout": args.get("dropout", 0.0),
+        "align": args.get("align", "none"),
     }
+    if opts["align"] not in ALIGNMENTS:
+        raise DataError(f"modality_args.align: {opts['align']!r} is not accepted; choose {', '.join(ALIGNMENTS)}")
     if not isinstance(opts["num_points"], int) or opts["num_points"] < 16:
         raise DataError(f"modality_args.num_points: an integer >= 16 is needed, got {opts['num_points']!r}")
-    if not isinstance(opts["normals"], bool) or not isinstance(opts["eval_pose"], bool):
-        raise DataError("modality_args.normals / eval_pose: true or false")
+    if not all(isinstance(opts[k], bool) for k in ("normals", "eval_pose", "anisotropic")):
+        raise DataError("modality_args.normals / eval_pose / anisotropic: true or false")
+    if isinstance(opts["dropout"], bool) or not isinstance(opts["dropout"], (int, float)) \
+            or not 0 <= opts["dropout"] < 1:
+        raise DataError(f"modality_args.dropout: a share in [0, 1) is needed (0: off), got {opts['dropout']!r}")
     if opts["rotation"] not in _ROTATIONS:
         raise DataError(f"modality_args.rotation: {opts['rotation']!r} is not accepted; choose {', '.join(_ROTATIONS)}")
     sc = opts["scale"]
@@ -123,11 +136,14 @@ def geometry_to_points(geom: Geometry, n: int, rng: np.random.Generator, *, norm
     return np.concatenate([pts, nrm], 1).astype(np.float32)
 
 
-def _posed(pts: np.ndarray, opts: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+def _posed(pts: np.ndarray, opts: dict[str, Any], rng: np.random.Generator, *, train: bool = True) -> np.ndarray:
+    """A random pose of (N, 3|6) points; in training also point dropout (validation keeps every point)."""
     nrm = pts[:, 3:6] if pts.shape[1] == 6 else None
     p, n = random_pose(pts[:, :3], nrm, rng=rng, rotation=opts["rotation"], scale=opts["scale"],
-                       jitter=float(opts["jitter"]), crop=float(opts["crop"]))
-    return p if n is None else np.concatenate([p, n], 1)
+                       anisotropic=bool(opts.get("anisotropic", False)), jitter=float(opts["jitter"]),
+                       crop=float(opts["crop"]))
+    out = p if n is None else np.concatenate([p, n], 1)
+    return point_dropout(out, rng, float(opts.get("dropout", 0.0))) if train else out
 
 
 class _GeometryCache:
@@ -156,12 +172,14 @@ def _validate(path: Path) -> None:
 def _transforms(opts: dict[str, Any], *, pose_eval: bool):
     n, normals = opts["num_points"], opts["normals"]
 
+    align = pca_align if opts.get("align") == "pca" else (lambda p: p)
+
     def train_tf(geom, rng):
-        return torch.from_numpy(_posed(geometry_to_points(geom, n, rng, normals=normals), opts, rng))
+        return torch.from_numpy(align(_posed(geometry_to_points(geom, n, rng, normals=normals), opts, rng)))
 
     def eval_tf(geom, rng):
         pts = geometry_to_points(geom, n, rng, normals=normals)
-        return torch.from_numpy(_posed(pts, opts, rng) if pose_eval else pts)
+        return torch.from_numpy(align(_posed(pts, opts, rng, train=False) if pose_eval else pts))
 
     return train_tf, eval_tf
 
@@ -188,7 +206,8 @@ def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = 
     return DataBundle(train, val, names, "pointcloud", adapter_args, (opts["num_points"], n_dims),
                       notes={"train_samples": len(tr_idx), "val_samples": len(val),
                              "skipped_files": len(split.skipped)},
-                      preprocessing={"num_points": opts["num_points"], "normals": opts["normals"]})
+                      preprocessing={"num_points": opts["num_points"], "normals": opts["normals"],
+                                     "align": opts["align"]})
 
 
 def load_for_predict(path: str | Path, preprocessing: dict) -> torch.Tensor:
@@ -200,4 +219,4 @@ def load_for_predict(path: str | Path, preprocessing: dict) -> torch.Tensor:
     except Exception as e:  # noqa: BLE001 - any reader error means the file is not a point cloud this run can read
         raise unreadable_file(path, e, f"{', '.join('.' + x for x in POINT_EXTENSIONS)} meshes or point sets "
                               "((N, 3) or (N, 6) arrays)") from e
-    return torch.from_numpy(pts)
+    return torch.from_numpy(pca_align(pts) if preprocessing.get("align") == "pca" else pts)

@@ -10,8 +10,9 @@ Classification (``task: classify``), ``data`` is one of
 Every case is brought to one length L (``modality_args.length``, default the longest case): ``unequal: resample``
 (default) stretches each case's observed span linearly to L; ``unequal: pad`` keeps the values and pads the end
 with NaN (crops cases longer than L). Missing values stay NaN in the raw tensor; the adapter fills them and, with
-``mask_channel`` (on by default when any NaN remains), passes the mask. Train augmentation ``aug: slice`` takes a
-random window of 80–100 % of the series and stretches it back to L.
+``mask_channel`` (on by default when any NaN remains), passes the mask. Train augmentation ``aug`` (``none``,
+``slice``, ``warp`` or ``slice+warp``; :mod:`lkconv.modalities.timeseries.augment`): ``slice`` takes a random window
+of 80–100 % of the series and stretches it back to L, ``warp`` speeds up or slows down a random 10 % window.
 
 Forecasting (``task: forecast``), ``data`` is a delimited table with one column per series (optional date index
 column) or ``builtin:airline``. Samples are windows of ``lookback`` steps followed by ``horizon`` targets. The last
@@ -39,8 +40,8 @@ from ...data.datasets import (DataBundle, DataError, SampleDataset, check_option
                              unreadable_file)
 from ...data.readers.tabular import SeriesTable, read_csv_series
 from ...data.readers.ts import TimeSeriesData, read_series
-from ...data.augment.timeseries import window_slice
 from .adapter import TimeSeriesAdapter
+from .augment import augment_series, parse_series_aug
 
 __all__ = ["build_data", "load_for_predict", "fix_length", "forecast_windows", "forecast_baselines",
            "classification_bundle", "forecast_bundle", "infer_season"]
@@ -140,9 +141,11 @@ def classification_bundle(train: TimeSeriesData | None, test: TimeSeriesData | N
     unequal = margs.get("unequal", "resample")
     if unequal not in ("resample", "pad"):
         raise DataError(f"modality_args.unequal: {unequal!r} is not accepted; choose resample or pad")
-    aug = margs.get("aug", "none")
-    if aug not in ("none", "slice"):
-        raise DataError(f"modality_args.aug: {aug!r} is not accepted; choose none or slice")
+    try:
+        aug_kinds = parse_series_aug(margs.get("aug", "none"))
+    except ValueError as e:
+        raise DataError(f"modality_args.{e}") from e
+    aug = "+".join(aug_kinds) or "none"
     parts = [d for d in (train, test) if d is not None]
     channels = {d.X.shape[1] for d in parts}
     if len(channels) != 1:
@@ -176,7 +179,7 @@ def classification_bundle(train: TimeSeriesData | None, test: TimeSeriesData | N
         return tensors[i]
 
     def train_tf(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        return window_slice(x, rng) if aug == "slice" else x
+        return augment_series(x, rng, aug_kinds)
 
     train_ds = SampleDataset(load, y_all, tr_idx, train_tf, cfg.seed) if tr_idx else None
     val_ds = SampleDataset(load, y_all, va_idx, None, cfg.seed)

@@ -13,8 +13,9 @@ Clips are generated on access from a seed (training clips are fresh every epoch;
 
 ``modality_args`` (all optional): ``num_frames`` (16), ``channels`` (3 for files, 1 for ``moving-fashion``),
 ``layout`` (``reference``, ``grid`` or ``channels``: see :mod:`lkconv.modalities.video`), ``aug`` (``crop`` or
-``none``, files only); ``moving-fashion`` only: ``directions`` (8 or 4), ``train_clips`` (4000), ``val_clips``
-(1000). The run's ``img_size`` is the frame side (default 64 for ``moving-fashion``, 112 for files).
+``none``, files only), ``temporal_jitter`` (false; files only: :mod:`lkconv.modalities.video.augment`);
+``moving-fashion`` only: ``directions`` (8 or 4), ``train_clips`` (4000), ``val_clips`` (1000). The run's
+``img_size`` is the frame side (default 64 for ``moving-fashion``, 112 for files).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ...data.datasets import (DataBundle, DataError, SampleDataset, check_option
                              unreadable_file)
 from ...data.augment.video import crop_clip
 from .adapter import VIDEO_LAYOUTS, VideoAdapter
+from .augment import JITTER_CANDIDATES, temporal_jitter
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -40,7 +42,7 @@ __all__ = [
 
 VIDEO_EXTENSIONS = ("mp4", "avi", "mkv", "webm", "mov")
 ADAPTER_OPTIONS = ("layout",)
-DATA_OPTIONS = ("num_frames", "channels", "aug")
+DATA_OPTIONS = ("num_frames", "channels", "aug", "temporal_jitter")
 BUILTIN_OPTIONS = ("directions", "train_clips", "val_clips")
 _DECODE_MARGIN = 8 / 7  # decode a little larger than img_size, then crop
 
@@ -57,13 +59,16 @@ def video_options(cfg, *, builtin: bool = False) -> tuple[dict[str, Any], dict[s
     opts: dict[str, Any] = {"num_frames": args.get("num_frames", 16), "channels": args.get("channels", 1 if builtin
                                                                                                     else 3),
                             "aug": args.get("aug", "none" if builtin else "crop"),
-                            "img_size": cfg.img_size or (64 if builtin else 112)}
+                            "img_size": cfg.img_size or (64 if builtin else 112),
+                            "temporal_jitter": args.get("temporal_jitter", False)}
     if not isinstance(opts["num_frames"], int) or opts["num_frames"] < 1:
         raise DataError(f"modality_args.num_frames: an integer >= 1 is needed, got {opts['num_frames']!r}")
     if opts["channels"] not in (1, 3):
         raise DataError(f"modality_args.channels: 1 (grey) or 3 (RGB), got {opts['channels']!r}")
     if opts["aug"] not in ("crop", "none"):
         raise DataError(f"modality_args.aug: {opts['aug']!r} is not accepted; choose crop or none")
+    if not isinstance(opts["temporal_jitter"], bool):
+        raise DataError(f"modality_args.temporal_jitter: true or false, got {opts['temporal_jitter']!r}")
     if builtin:
         opts["directions"] = args.get("directions", 8)
         opts["train_clips"] = args.get("train_clips", 4000)
@@ -118,11 +123,16 @@ def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = 
     size, t, c = opts["img_size"], opts["num_frames"], opts["channels"]
     decode = round(size * _DECODE_MARGIN) if opts["aug"] == "crop" else size
 
+    jitter = opts["temporal_jitter"]
+
     def load(i: int) -> torch.Tensor:
         return read_clip(all_files[i], t, decode, c)
 
+    def load_train(i: int) -> torch.Tensor:  # two candidate frames per segment for temporal jitter
+        return read_clip(all_files[i], JITTER_CANDIDATES * t, decode, c) if jitter else load(i)
+
     def train_tf(clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        return crop_clip(clip, size, rng)
+        return crop_clip(temporal_jitter(clip, rng, t), size, rng)
 
     def eval_tf(clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         return crop_clip(clip, size, None)
@@ -130,11 +140,11 @@ def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = 
     def describe(i: int) -> str:
         return str(all_files[i])
 
-    train = SampleDataset(load, all_labels, tr_idx, train_tf, cfg.seed, describe) if tr_idx else None
+    train = SampleDataset(load_train, all_labels, tr_idx, train_tf, cfg.seed, describe) if tr_idx else None
     val = SampleDataset(load, all_labels, va_idx, eval_tf, cfg.seed, describe)
     return DataBundle(train, val, names, "video", adapter_args, (t, c, size, size),
                       notes={"train_samples": len(tr_idx), "val_samples": len(val), "skipped_files": len(split.skipped),
-                             "aug": opts["aug"]},
+                             "aug": opts["aug"] + (", temporal jitter" if jitter else "")},
                       preprocessing={"img_size": size, "num_frames": t, "channels": c, "decode_size": decode})
 
 

@@ -1,0 +1,45 @@
+"""Image training augmentation beside the crops of :mod:`lkconv.data.augment.image`: photometric changes and the
+rule that decides whether horizontal flips are safe.
+
+Why flips are not always on: mirroring changes or destroys the class of glyph-like images (digits, letters, arrows,
+left/right signs: a mirrored 2 is no digit, b and d swap). The rule (:func:`auto_flip`) turns flips on only for
+colour images of at least 64 px on the shorter side (photographs, where a mirrored scene keeps its class) and
+leaves them off for grey or small images (digits, characters, documents, icons). A user who knows better sets
+``modality_args.flip``.
+
+Every function draws only from the ``numpy`` Generator it is given, so a seed fixes the result.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["FLIP_MIN_SIDE", "auto_flip", "photometric"]
+
+FLIP_MIN_SIDE = 64
+
+
+def auto_flip(channels: int, native_side: int) -> tuple[bool, str]:
+    """Whether random horizontal flips are on by default for these images, and the sentence saying why."""
+    if channels == 3 and native_side >= FLIP_MIN_SIDE:
+        return True, f"flips on: colour images of {native_side} px (photographs keep their class when mirrored)"
+    kind = "grey" if channels == 1 else "colour"
+    return False, (f"flips off: {kind} images of {native_side} px may be glyphs (digits, letters) whose class a "
+                   "mirror changes; modality_args.flip: true turns them on")
+
+
+def photometric(img: torch.Tensor, rng: np.random.Generator, strength: float) -> torch.Tensor:
+    """Random brightness and contrast (and, for colour, saturation) factors in ``[1 - strength, 1 + strength]``
+    on a float (C, H, W) image in [0, 1]; the result is clamped to [0, 1]. ``strength`` 0 returns ``img``."""
+    if strength <= 0:
+        return img
+    lo, hi = 1.0 - strength, 1.0 + strength
+    brightness, contrast, saturation = (float(v) for v in rng.uniform(lo, hi, size=3))
+    out = img * brightness
+    mean = out.mean()
+    out = (out - mean) * contrast + mean
+    if img.shape[0] == 3:
+        grey = out.mean(0, keepdim=True)
+        out = (out - grey) * saturation + grey
+    return out.clamp_(0.0, 1.0).to(img.dtype)
