@@ -117,7 +117,7 @@ def test_config_choices_come_from_the_registries(wave_registered):
 def test_image_rejects_unknown_options(tmp_path):
     folder = make_image_folder(tmp_path / "img", n_per_class=4)
     cfg = TrainConfig.from_dict(tiny_config(folder, tmp_path / "run", modality_args={"chanels": 3}))
-    with pytest.raises(DataError, match=r"unknown image option\(s\) \['chanels'\]; accepted: aug, channels"):
+    with pytest.raises(DataError, match=r"unknown image option\(s\) \['chanels'\]; accepted: aug, flip, color, channels"):
         build_data(cfg)
     with pytest.raises(DataError, match=r"unknown image option\(s\) \['channels'\]; accepted: aug"):
         get_modality("image").check_options({"channels": 1}, "classify", builtin=True)
