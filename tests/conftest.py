@@ -37,6 +37,6 @@ def randomize_bn_and_scales(model: torch.nn.Module) -> None:
                 p.copy_(torch.rand(p.shape, generator=g) - 0.5)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def randomize():
     return randomize_bn_and_scales

@@ -31,21 +31,12 @@ REVISION = "af190f7" + "0" * 33  # a 40-hex commit, as the cache names snapshots
 TOP5 = [281, 282, 283, 284, 285]
 
 
-def _standin_state_dict() -> dict[str, torch.Tensor]:
-    """A unireplknet_a state_dict with random BatchNorm statistics and scales (fusion is not trivial) whose head ranks
+def _standin_state_dict(randomize) -> dict[str, torch.Tensor]:
+    """A unireplknet_a state_dict with random BatchNorm statistics and scales (conftest; fusion is not trivial) whose head ranks
     :data:`TOP5` first."""
-    g = torch.Generator().manual_seed(3)
     model = create_model("unireplknet_a")
+    randomize(model)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) - 0.5)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.rand(m.bias.shape, generator=g) - 0.5)
-        for n, p in model.named_parameters():
-            if n.endswith((".gamma", ".beta")):
-                p.copy_(torch.rand(p.shape, generator=g) - 0.5)
         model.head.weight.mul_(0.01)
         model.head.bias.zero_()
         for rank, c in enumerate(TOP5):
@@ -69,8 +60,8 @@ def make_hub_cache(root: Path, files: dict[str, object]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def standin() -> dict[str, torch.Tensor]:
-    return _standin_state_dict()
+def standin(randomize) -> dict[str, torch.Tensor]:
+    return _standin_state_dict(randomize)
 
 
 @pytest.fixture(scope="module")
