@@ -175,7 +175,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     errors: list[tuple[str, str]] = []
     rows = predict_files(args.run, args.files, weights=args.weights, top_k=args.top_k, errors=errors,
-                         device=_device(args))
+                         device=_device(args), out_dir=args.out_dir)
     for line in prediction_lines(args.run, rows):  # the run's task decides the lines
         print(line)
     sys.stdout.flush()
@@ -518,6 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="model")
     p.add_argument("--top-k", type=int, default=1)
     p.add_argument("files", nargs="+", help="input files; a directory stands for every file under it")
+    p.add_argument("--out-dir", help="where segmentation runs write <name>_mask.png and <name>_overlay.png "
+                   "(default: RUN/predictions)")
     _add_device_option(p)
     p.set_defaults(func=cmd_predict)
 
