@@ -88,10 +88,11 @@ def test_outputs_at_input_size_and_auxiliary_only_in_training():
 
 def test_default_head_width():
     assert default_head_channels(640) == 512  # UniRepLKNet-T: the reference's UPerNet width
-    assert default_head_channels(128) == 128
+    assert default_head_channels(512) == 512
+    assert default_head_channels(320) == 160  # UniRepLKNet-A
     assert default_head_channels(8) == 32
     net = segmentation_model("unireplknet_a", num_classes=2, **SMALL)
-    assert net.decode_head.channels == 128 and net.auxiliary_head.channels == 64
+    assert net.decode_head.channels == 64 and net.auxiliary_head.channels == 32
 
 
 @pytest.mark.parametrize("name", ["replknet_31b", "inception_next_atto", "lsnet_t"])

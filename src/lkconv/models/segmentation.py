@@ -37,9 +37,12 @@ AUX_STAGE = 2
 
 def default_head_channels(backbone_width: int) -> int:
     """Head width for a backbone whose last stage has ``backbone_width`` channels: the reference's 512 for wide
-    backbones (UniRepLKNet-T and up, whose ADE20K checkpoints then load), the last stage's width for narrower ones,
-    at least 32 — a 512-wide head on a 128-wide backbone would hold most of the parameters and time."""
-    return int(min(REFERENCE_HEAD_CHANNELS, max(32, backbone_width)))
+    backbones (UniRepLKNet-T and up, whose ADE20K checkpoints then load), half the last stage's width for narrower
+    ones, at least 32 — a 512-wide head on a 128-wide backbone would hold most of the parameters and time (the
+    fused pyramid runs at a quarter of the input resolution)."""
+    if backbone_width >= REFERENCE_HEAD_CHANNELS:
+        return REFERENCE_HEAD_CHANNELS
+    return int(max(32, backbone_width // 2))
 
 
 class SegmentationNet(nn.Module):

@@ -10,7 +10,7 @@ when any file is in colour, else 1).
 from __future__ import annotations
 
 from ..registry import Modality, register_modality
-from . import builtin  # noqa: F401 - registers fashion-mnist
+from . import builtin, segment_builtin  # noqa: F401 - register fashion-mnist, fashion-on-photos
 from . import data, segment
 from .adapter import IMAGENET_MEAN, IMAGENET_STD, ImageAdapter
 
