@@ -223,7 +223,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.pretrained_file:
             raise ValueError("--pretrained-file loads into --model TAG; a --run brings its own weights")
         rows = predict_files(args.run, present, weights=args.weights, top_k=args.top_k or 1, errors=errors,
-                             device=device) if present else []
+                             device=device, out_dir=args.out_dir) if present else []
         lines = prediction_lines(args.run, rows)  # the run's task decides the lines
     for line in lines:
         print(line)
@@ -598,6 +598,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="model", help="with --run: model (final), best, or a file in the run")
     p.add_argument("--top-k", type=_int_at_least(1), help="classes per file (default 1 for --run, 5 for --model)")
     p.add_argument("files", nargs="+", help="input files; a directory stands for every file under it")
+    p.add_argument("--out-dir", help="where segmentation runs write <name>_mask.png and <name>_overlay.png "
+                   "(default: RUN/predictions)")
     _add_device_option(p)
     p.set_defaults(func=cmd_predict)
 

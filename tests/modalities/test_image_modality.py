@@ -53,7 +53,7 @@ def test_modality_args_channels_overrides_the_data(tmp_path):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    ({"chanels": 3}, r"unknown image option\(s\) \['chanels'\]; accepted: aug, flip, color, channels"),  # was: ignored
+    ({"chanels": 3}, r"unknown image option\(s\) \['chanels'\] for task 'classify'; accepted: aug, flip, color, channels"),  # was: ignored
     ({"channels": 2}, r"channels: 2 is not accepted; choose 1 \(grey\) or 3 \(colour\)"),  # was: stack ... size
     ({"channels": True}, r"channels: True is not accepted"),
     ({"aug": "flip"}, r"aug: 'flip' is not accepted; choose rrc, pad_crop or none"),

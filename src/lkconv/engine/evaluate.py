@@ -40,14 +40,15 @@ def evaluate_model(model: nn.Module, dataset, *, batch_size: int, task: str = "c
     model.eval()
     batches = epoch_batches(len(dataset), batch_size, 0, 0, shuffle=False, drop_last=False)
     mine = batches[info.rank :: info.world_size] if info.enabled else batches
-    sums = [0.0] * len(scorer.eval_sum_names)
+    sums: list[float] | None = None  # as long as the task's per-batch list (which may depend on the classes)
     precision = choose_precision(device, amp)
     for x, y in batch_loader(dataset, mine, settings.num_workers, settings):
         x, y = move_batch(x, y, device, non_blocking=settings.non_blocking)
         with precision.autocast():
             out = model(x).float()
-        sums = [s + b for s, b in zip(sums, scorer.eval_sums(out, y))]
-    sums = all_reduce_sum(sums, info)
+        batch_sums = scorer.eval_sums(out, y)
+        sums = batch_sums if sums is None else [s + b for s, b in zip(sums, batch_sums)]
+    sums = all_reduce_sum(sums if sums is not None else [0.0] * len(scorer.eval_sum_names), info)
     model.train(was)
     n = sums[-1]
     if n == 0:
@@ -114,13 +115,16 @@ def expand_inputs(paths: list[str | Path]) -> list[Path]:
 
 @torch.no_grad()
 def predict_files(run_dir: str | Path, files: list[str | Path], *, weights: str = "model", top_k: int = 1,
-                  errors: list[tuple[str, str]] | None = None,
-                  device: str | torch.device = "auto") -> list[dict[str, Any]]:
+                  errors: list[tuple[str, str]] | None = None, device: str | torch.device = "auto",
+                  out_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """One row per file, read with the run's preprocessing and decoded by the run's task.
 
     Classification runs: ``{"file", "top"}`` with the ``top_k`` (class name, probability) pairs. Forecasting runs:
     ``{"file", "forecast"}``, mapping each series (column) name to its ``horizon`` forecast values in the data's
     units (see :meth:`lkconv.engine.tasks.forecast.ForecastTask.decode`). A directory stands for the files under it.
+
+    Segmentation runs: ``{"file", "mask", "overlay", "classes"}``; the mask and overlay PNGs are written under
+    ``out_dir`` (default ``RUN/predictions``).
 
     A file that cannot be read raises a :class:`DataError` naming it; when ``errors`` is a list, the file's
     ``(name, reason)`` is appended to it instead and the other files are still predicted.
@@ -140,8 +144,11 @@ def predict_files(run_dir: str | Path, files: list[str | Path], *, weights: str 
                 raise DataError(f"cannot read {f}: {reason}") from e
             errors.append((str(f), reason))
             continue
-        y = model(x[None].to(target)).float()[0].cpu()
-        out.append({"file": str(f), **task.decode(y, model.run_config, top_k=top_k)})
+        y = task.predict_output(model, x[None].to(target), model.run_config, f).cpu()
+        row = {"file": str(f), **task.decode(y, model.run_config, top_k=top_k)}
+        task.write_outputs(row, f, Path(out_dir) if out_dir is not None else Path(run_dir) / "predictions",
+                           model.run_config)
+        out.append(row)
     return out
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..modalities import ModalityAdapter, PerceptionModel, build_adapter
-from ..models import create_model
 from .tasks import get_task
 
 __all__ = ["build_model", "build_model_for_data"]
@@ -30,7 +29,8 @@ def build_model(model_config: dict[str, Any], *, adapter: ModalityAdapter | None
     model_args = dict(model_config["model_args"])
     if drop_path_rate is not None:
         model_args["drop_path_rate"] = drop_path_rate
-    return PerceptionModel(adapter, create_model(model_config["model"], **model_args))
+    task = get_task(model_config.get("task") or "classify")  # a dense task puts its head on the backbone
+    return PerceptionModel(adapter, task.build_network(model_config["model"], model_args))
 
 
 def build_model_for_data(cfg, data, recipe: dict) -> tuple[PerceptionModel, dict[str, Any]]:
@@ -50,6 +50,8 @@ def build_model_for_data(cfg, data, recipe: dict) -> tuple[PerceptionModel, dict
         return build_model(model_config, adapter=adapter, drop_path_rate=model_args["drop_path_rate"]), model_config
     # Fine-tuning: the published weights, the stem adapted to the adapter's channels, a new head unless the classes
     # are the file's. Later loads (load_run) rebuild the architecture from model/model_args and read the run's weights.
-    backbone = create_model(cfg.pretrained, pretrained=True, pretrained_file=cfg.pretrained_file, **model_args)
-    model_config["pretrained_cfg"] = backbone.pretrained_cfg
-    return PerceptionModel(adapter, backbone), model_config
+    # A dense task's head starts from scratch on the pretrained backbone.
+    network = get_task(data.task).build_network(
+        cfg.pretrained, {**model_args, "pretrained": True, "pretrained_file": cfg.pretrained_file})
+    model_config["pretrained_cfg"] = next(m.pretrained_cfg for m in network.modules() if hasattr(m, "pretrained_cfg"))
+    return PerceptionModel(adapter, network), model_config

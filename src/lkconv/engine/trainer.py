@@ -354,7 +354,7 @@ class Trainer:
                                    f"value per channel ({e}); use --batch-size 2 or more (per process) or a larger "
                                    "input size") from None
             # on CUDA the loss is taken in fp32 (autocast's fp16/bf16 logits lose digits in the softmax)
-            loss = self.task.loss(out.float() if self.device.type == "cuda" else out, target, cfg.label_smoothing)
+            loss = self.task.loss(_fp32(out) if self.device.type == "cuda" else out, target, cfg.label_smoothing)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"loss became {loss.item()} at epoch {epoch + 1}, step {self.step + 1}; training stopped. The "
@@ -450,6 +450,11 @@ class Trainer:
         _print_epoch(row, self.cfg.epochs)
 
 
+def _fp32(out):
+    """The model's output in fp32: a tensor, or a tuple of them (e.g. segmentation's main and auxiliary logits)."""
+    return tuple(o.float() for o in out) if isinstance(out, (tuple, list)) else out.float()
+
+
 def _warning_lines_of(caught: list, seen: set[str]) -> list[str]:
     """``warning: ...`` lines of the recorded warnings whose text was not printed before in the run."""
     lines = []
@@ -469,6 +474,8 @@ def _print_epoch(row: dict[str, Any], epochs: int) -> None:
         parts.append(f"val loss {row['val_loss']:.4f}")
     if "val_accuracy" in row:
         parts.append(f"acc {row['val_accuracy']:.2%}")
+    if "val_miou" in row:
+        parts.append(f"miou {row['val_miou']:.4f}")
     if "val_mae" in row:
         parts.append(f"mae {row['val_mae']:.4f}")
     parts.append(f"{row['train_samples_per_s']:.1f} samples/s")

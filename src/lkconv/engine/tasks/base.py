@@ -8,6 +8,7 @@ new module with a registered subclass.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,10 +28,26 @@ class Task:
     mixes_batches: bool = False  # whether mixup/cutmix apply (they need class targets)
     train_sum_names: tuple[str, ...] = ()  # what :meth:`train_sums` returns, in order
     eval_sum_names: tuple[str, ...] = ()  # what :meth:`eval_sums` returns, in order; the last is the count
+    # (a task may return more, e.g. one sum per class: evaluation adds up whatever list the batches return)
 
     def num_outputs(self, data) -> int:
         """The backbone's output size (``num_classes`` of ``create_model``) for a :class:`DataBundle`."""
         raise NotImplementedError
+
+    def build_network(self, model_name: str, model_args: dict[str, Any]) -> torch.nn.Module:
+        """The network after the adapter: by default the registered model itself (a dense task wraps it in a head)."""
+        from ...models import create_model
+
+        return create_model(model_name, **model_args)
+
+    def predict_output(self, model: torch.nn.Module, x: torch.Tensor, run_config: dict[str, Any],
+                       source: Path) -> torch.Tensor:
+        """The output for one file (``x``: its raw sample as a batch of one) that :meth:`decode` reads."""
+        return model(x).float()[0]
+
+    def write_outputs(self, row: dict[str, Any], source: Path, out_dir: Path, run_config: dict[str, Any]) -> None:
+        """Writes per-file prediction files (masks, drawings) under ``out_dir`` and names them in ``row``; most
+        tasks only print."""
 
     def loss(self, output: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
         """The training loss of one batch (``target`` may be soft class targets when ``mixes_batches``)."""
