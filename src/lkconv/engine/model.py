@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..modalities import ModalityAdapter, PerceptionModel, build_adapter
-from ..models import create_model
 from .tasks import get_task
 
 __all__ = ["build_model", "build_model_for_data"]
@@ -30,7 +29,8 @@ def build_model(model_config: dict[str, Any], *, adapter: ModalityAdapter | None
     model_args = dict(model_config["model_args"])
     if drop_path_rate is not None:
         model_args["drop_path_rate"] = drop_path_rate
-    return PerceptionModel(adapter, create_model(model_config["model"], **model_args))
+    task = get_task(model_config.get("task", "classify"))
+    return PerceptionModel(adapter, task.build_network(model_config["model"], model_args))
 
 
 def build_model_for_data(cfg, data, recipe: dict) -> tuple[PerceptionModel, dict[str, Any]]:

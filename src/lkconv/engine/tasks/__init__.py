@@ -1,6 +1,6 @@
-"""Tasks: classify and forecast, each one registered :class:`Task` (see :mod:`.base` for how to add one)."""
+"""Tasks: classify, forecast and detect, each one registered :class:`Task` (see :mod:`.base` for how to add one)."""
 
-from . import classify, forecast  # noqa: F401 - register the built-in tasks
+from . import classify, detect, forecast  # noqa: F401 - register the built-in tasks
 from .base import Task, get_task, register_task, task_names
 
 __all__ = ["Task", "get_task", "register_task", "task_names"]
