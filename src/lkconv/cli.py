@@ -513,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_option(p)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("predict", help="top class of each input file (forecasting runs: the forecast values)")
+    p = sub.add_parser("predict", help="top class of each input file (forecasting runs: the forecast values; detection runs: boxes, RUN/predictions/results.json and drawn PNGs)")
     p.add_argument("--run", required=True)
     p.add_argument("--weights", default="model")
     p.add_argument("--top-k", type=int, default=1)
