@@ -134,3 +134,22 @@ def test_backbone_loads_from_a_coco_checkpoints_backbone_keys():
            next(k for k in sd if k.startswith("backbone.stages."))]
     with pytest.raises(CheckpointMismatchError, match="missing"):
         load_detection_backbone(det, sd)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, args", [
+    ("replknet_31b", {"depths": [1, 1, 1, 1], "dims": [16, 32, 64, 128], "large_kernel_sizes": [7, 7, 7, 5]}),
+    ("inception_next_atto", {"depths": [1, 1, 1, 1], "dims": [16, 32, 64, 128]}),
+    ("lsnet_t", {}),
+])
+def test_every_2d_family_carries_the_detector_and_fuses_exactly(name, args):
+    from lkconv.deploy.optimize import optimize_for_inference
+
+    torch.manual_seed(0)
+    det = FCOSDetector(name, num_classes=3, **args).eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        want = det(x)
+    assert want.shape[0] == 2 and want.shape[2] == 3 + 8 and min(det.strides) >= 8
+    got = optimize_for_inference(det, x, choose_pointwise=False)(x)
+    assert (got - want).abs().max().item() <= 1e-4 * max(1.0, want.abs().max().item())
