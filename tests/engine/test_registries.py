@@ -107,17 +107,17 @@ def test_config_choices_come_from_the_registries(wave_registered):
     TrainConfig.from_dict({"data": "d", "out": "o", "modality": "wave"})
     with pytest.raises(ConfigError, match="choose one of audio, image, pointcloud, timeseries, video, wave"):
         TrainConfig.from_dict({"data": "d", "out": "o", "modality": "text"})
-    with pytest.raises(ConfigError, match="choose one of classify, forecast"):
+    with pytest.raises(ConfigError, match="choose one of classify, detect, forecast"):
         TrainConfig.from_dict({"data": "d", "out": "o", "task": "segment"})
     with pytest.raises(ConfigError, match="forecast' needs modality 'timeseries', got modality 'wave'"):
         TrainConfig.from_dict({"data": "d", "out": "o", "modality": "wave", "task": "forecast"})
-    assert task_names() == ["classify", "forecast"]
+    assert task_names() == ["classify", "detect", "forecast"]
 
 
 def test_image_rejects_unknown_options(tmp_path):
     folder = make_image_folder(tmp_path / "img", n_per_class=4)
     cfg = TrainConfig.from_dict(tiny_config(folder, tmp_path / "run", modality_args={"chanels": 3}))
-    with pytest.raises(DataError, match=r"unknown image option\(s\) \['chanels'\]; accepted: aug, channels"):
+    with pytest.raises(DataError, match=r"unknown image option\(s\) \['chanels'\] for task 'classify'; accepted: aug, channels"):
         build_data(cfg)
     with pytest.raises(DataError, match=r"unknown image option\(s\) \['channels'\]; accepted: aug"):
         get_modality("image").check_options({"channels": 1}, "classify", builtin=True)
