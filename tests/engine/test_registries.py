@@ -119,7 +119,7 @@ def test_image_rejects_unknown_options(tmp_path):
     cfg = TrainConfig.from_dict(tiny_config(folder, tmp_path / "run", modality_args={"chanels": 3}))
     with pytest.raises(DataError, match=r"unknown image option\(s\) \['chanels'\] for task 'classify'; accepted: aug, channels"):
         build_data(cfg)
-    with pytest.raises(DataError, match=r"unknown image option\(s\) \['channels'\]; accepted: aug"):
+    with pytest.raises(DataError, match=r"unknown image option\(s\) \['channels'\] for task 'classify'; accepted: aug"):
         get_modality("image").check_options({"channels": 1}, "classify", builtin=True)
 
 
