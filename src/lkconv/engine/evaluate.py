@@ -15,7 +15,7 @@ from ..modalities import build_data, load_for_predict
 from .batches import batch_loader, epoch_batches
 from .config import TrainConfig
 from .device import choose_precision, loader_settings, model_device, move_batch, resolve_device
-from .distributed import DistInfo, all_reduce_sum
+from .distributed import DistInfo
 from .run_dir import RunDir, RunError, load_run
 from .tasks import get_task
 
@@ -40,20 +40,15 @@ def evaluate_model(model: nn.Module, dataset, *, batch_size: int, task: str = "c
     model.eval()
     batches = epoch_batches(len(dataset), batch_size, 0, 0, shuffle=False, drop_last=False)
     mine = batches[info.rank :: info.world_size] if info.enabled else batches
-    sums: list[float] | None = None  # as long as the task's per-batch list (which may depend on the classes)
+    acc = scorer.eval_accumulator()
     precision = choose_precision(device, amp)
     for x, y in batch_loader(dataset, mine, settings.num_workers, settings):
         x, y = move_batch(x, y, device, non_blocking=settings.non_blocking)
         with precision.autocast():
             out = model(x).float()
-        batch_sums = scorer.eval_sums(out, y)
-        sums = batch_sums if sums is None else [s + b for s, b in zip(sums, batch_sums)]
-    sums = all_reduce_sum(sums if sums is not None else [0.0] * len(scorer.eval_sum_names), info)
+        acc.add(out, y)
     model.train(was)
-    n = sums[-1]
-    if n == 0:
-        return {"num_samples": 0}
-    return {**scorer.eval_metrics(sums), "num_samples": int(n)}
+    return acc.result(info)
 
 
 def run_train_config(run_dir: str | Path) -> TrainConfig:
@@ -135,6 +130,7 @@ def predict_files(run_dir: str | Path, files: list[str | Path], *, weights: str 
     modality = model.run_config["modality"]
     pre = model.run_config.get("preprocessing", {})
     out = []
+    where = Path(out_dir) if out_dir is not None else Path(run_dir) / "predictions"
     for f in expand_inputs(files):
         try:
             x = load_for_predict(modality, f, pre)
@@ -146,10 +142,9 @@ def predict_files(run_dir: str | Path, files: list[str | Path], *, weights: str 
             continue
         y = task.predict_output(model, x[None].to(target), model.run_config, f).cpu()
         row = {"file": str(f), **task.decode(y, model.run_config, top_k=top_k)}
-        task.write_outputs(row, f, Path(out_dir) if out_dir is not None else Path(run_dir) / "predictions",
-                           model.run_config)
+        task.write_outputs(row, f, where, model.run_config)
         out.append(row)
-    return out
+    return task.finish_predictions(out, model.run_config, where)
 
 
 def prediction_lines(run_dir: str | Path, rows: list[dict[str, Any]]) -> list[str]:

@@ -476,6 +476,8 @@ def _print_epoch(row: dict[str, Any], epochs: int) -> None:
         parts.append(f"acc {row['val_accuracy']:.2%}")
     if "val_miou" in row:
         parts.append(f"miou {row['val_miou']:.4f}")
+    if "val_map" in row:
+        parts.append(f"mAP {row['val_map']:.3f} mAP50 {row['val_map50']:.3f}")
     if "val_mae" in row:
         parts.append(f"mae {row['val_mae']:.4f}")
     parts.append(f"{row['train_samples_per_s']:.1f} samples/s")

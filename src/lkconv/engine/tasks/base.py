@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Task", "register_task", "get_task", "task_names"]
+__all__ = ["Task", "SumAccumulator", "register_task", "get_task", "task_names"]
 
 _REGISTRY: dict[str, "Task"] = {}
 
@@ -69,6 +69,18 @@ class Task:
         """Evaluation metrics (``loss`` among them) from the summed :meth:`eval_sums`."""
         raise NotImplementedError
 
+    def eval_accumulator(self) -> "SumAccumulator":
+        """What evaluation feeds batch by batch (``add(output, target)``) and asks for the metrics
+        (``result(info)``); by default the sums of :meth:`eval_sums`. Tasks whose metrics do not add up over batches
+        (COCO mAP) return their own."""
+        return SumAccumulator(self)
+
+    def finish_predictions(self, rows: list[dict[str, Any]], run_config: dict[str, Any],
+                           out_dir: Any) -> list[dict[str, Any]]:
+        """After ``predict``'s rows are decoded: tasks that write files (drawn boxes, masks) write them under
+        ``out_dir`` and may map the rows back to the input files' coordinates. Default: the rows unchanged."""
+        return rows
+
     def improved(self, value: float, best: float | None) -> bool:
         """Whether ``value`` of :attr:`best_metric` beats the best so far (None: nothing yet)."""
         return best is None or (value > best if self.higher_is_better else value < best)
@@ -80,6 +92,26 @@ class Task:
     def format_prediction(self, row: dict[str, Any]) -> list[str]:
         """The ``lkconv predict`` output lines of one prediction row."""
         raise NotImplementedError
+
+
+class SumAccumulator:
+    """Evaluation sums of a task's :meth:`Task.eval_sums`, added over batches and then over processes."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.sums: list[float] | None = None  # as long as the task's per-batch list (which may depend on the classes)
+
+    def add(self, output: torch.Tensor, target: torch.Tensor) -> None:
+        batch = self.task.eval_sums(output, target)
+        self.sums = batch if self.sums is None else [s + b for s, b in zip(self.sums, batch)]
+
+    def result(self, info) -> dict[str, float]:
+        from ..distributed import all_reduce_sum
+
+        sums = all_reduce_sum(self.sums if self.sums is not None else [0.0] * len(self.task.eval_sum_names), info)
+        if sums[-1] == 0:
+            return {"num_samples": 0}
+        return {**self.task.eval_metrics(sums), "num_samples": int(sums[-1])}
 
 
 def register_task(cls: type[Task]) -> type[Task]:
