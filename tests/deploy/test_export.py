@@ -57,6 +57,7 @@ def test_export_of_a_run_records_metadata_and_says_where_it_wrote(tmp_path, caps
     assert f"written: {written.resolve()} " in capsys.readouterr().out  # was: nothing said about the new folder
     meta = read_onnx_metadata(written)  # was: no metadata_props at all
     assert json.loads(meta["class_names"]) == ["cat", "dog", "owl"]
+    assert meta["output_layout"].startswith("(batch, classes) logits in class_names order")
     assert meta["input_layout"] == "NCHW" and json.loads(meta["input_shape"]) == ["batch", 3, 32, 32]
     assert meta["normalization_in_model"] == "true" and "[0, 1]" in meta["input_range"]
     assert meta["lkconv_version"] == __version__ and meta["source_run"] == str(run.resolve())

@@ -164,10 +164,13 @@ def test_deploy_fusion_and_onnx_equal_eager_on_raw_outputs(det_run, tmp_path):
     assert (got - want).abs().max().item() <= 1e-4 * max(1.0, want.abs().max().item())
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    from lkconv.deploy.export import check_onnx, export_onnx
+    from lkconv.deploy.export import check_onnx, export_onnx, onnx_metadata, read_onnx_metadata
 
-    path = export_onnx(model, x, tmp_path / "det.onnx")
+    path = export_onnx(model, x, tmp_path / "det.onnx", metadata=onnx_metadata(model, x, source_run=run))
     assert check_onnx(path, model, x) < 1e-4
+    meta = read_onnx_metadata(path)  # a consumer can decode the raw outputs from the file alone
+    assert meta["task"] == "detect" and "(batch, locations, classes + 8)" in meta["output_layout"]
+    assert "NMS at IoU 0.6" in meta["output_layout"]
 
 
 def test_builtin_fashion_detect_is_deterministic_with_exact_boxes(tmp_path):

@@ -106,3 +106,30 @@ def test_train_pretrained_time_series_adapts_the_stem_to_the_adapter(tmp_path, s
     assert model.run_config["pretrained_cfg"]["input_size"][0] == chans
     torch.testing.assert_close(model.backbone.downsample_layers[0][0].weight.detach(),
                                adapt_input_conv(sd["downsample_layers.0.0.weight"], chans), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("task", ["segment", "detect"])
+def test_dense_tasks_start_from_the_pretrained_backbone(tmp_path, standin_file, task, one_thread):
+    """--pretrained gives a segmentation or detection run the published backbone (its head starts from scratch)."""
+    path, sd = standin_file
+    if task == "segment":
+        from test_segment_task import _folder
+
+        data = _folder(tmp_path / "data")
+    else:
+        from test_detect_task import _write_split
+
+        _write_split(tmp_path / "data" / "train", 8, 0)
+        _write_split(tmp_path / "data" / "val", 4, 1)
+        data = tmp_path / "data"
+    out = tmp_path / "run"
+    assert main(["train", "--task", task, "--data", str(data), "--out", str(out), "--pretrained", "unireplknet_a.in1k",
+                 "--pretrained-file", str(path), "--epochs", "1", "--batch-size", "4", "--lr", "1e-9",
+                 "--img-size", "64", "--no-progress"]) == 0
+    recorded = yaml.safe_load((out / "config.yaml").read_text())
+    assert recorded["resolved"]["pretrained_cfg"]["tag"] == "unireplknet_a.in1k"
+    weights = {k.split("downsample_layers.", 1)[1]: v for k, v in load_run(out).backbone.state_dict().items()
+               if "downsample_layers." in k and k.endswith("weight")}
+    assert len(weights) >= 8
+    for key, value in weights.items():  # lr 1e-9: the trained backbone is still the file's
+        torch.testing.assert_close(value, sd["downsample_layers." + key], atol=1e-5, rtol=0)

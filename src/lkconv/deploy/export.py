@@ -50,6 +50,7 @@ def onnx_metadata(model: nn.Module, example_input: torch.Tensor, *, source_run: 
                             "modality's normalization and features are baked in (inside the graph)"),
             "normalization_in_model": "true",
             "preprocessing": json.dumps(run_config.get("preprocessing", {})),
+            "output_layout": _output_layout(str(run_config.get("task", "classify"))),
         })
     else:  # a bare backbone: inputs must already be normalized as in training
         meta.update({
@@ -58,6 +59,12 @@ def onnx_metadata(model: nn.Module, example_input: torch.Tensor, *, source_run: 
             "input_range": "normalized float32 (e.g. ImageNet mean/std for images); normalization is not in the graph",
         })
     return meta
+
+
+def _output_layout(task: str) -> str:
+    from ..engine.tasks import get_task
+
+    return get_task(task).output_layout
 
 
 def read_onnx_metadata(path: str | Path) -> dict[str, str]:

@@ -37,7 +37,7 @@ class TrainConfig:
     data: str = _opt("", "training data: a folder in the modality's documented format, or builtin:NAME")
     out: str = _opt("", "the run directory to write")
     modality: str = _opt("image", "kind of data (the modality registry)", "image, audio, timeseries, pointcloud, video")
-    task: str = _opt("classify", "what to learn", "classify, forecast (timeseries), detect (image)")
+    task: str = _opt("classify", "what to learn", "classify, forecast (timeseries), segment and detect (image)")
     model: str | None = _opt(None, "backbone name (`lkconv list-models`); auto: unireplknet_a, with a small "
                              "UniRepLKNet (model_args) for images, point clouds and video")
     epochs: int | None = _opt(None, "passes over the training set; auto: enough for ~1500 optimizer steps "

@@ -40,6 +40,9 @@ class Task:
 
         return create_model(model_name, **model_args)
 
+    #: What the network's output holds (shape and meaning), for the ONNX file's ``output_layout`` metadata.
+    output_layout: str = ""
+
     def predict_output(self, model: torch.nn.Module, x: torch.Tensor, run_config: dict[str, Any],
                        source: Path) -> torch.Tensor:
         """The output for one file (``x``: its raw sample as a batch of one) that :meth:`decode` reads."""

@@ -15,6 +15,7 @@ __all__ = ["ClassifyTask"]
 @register_task
 class ClassifyTask(Task):
     name = "classify"
+    output_layout = "(batch, classes) logits in class_names order; softmax gives probabilities"
     best_metric = "val_accuracy"
     higher_is_better = True
     mixes_batches = True

@@ -108,6 +108,11 @@ class DetectAccumulator:
 @register_task
 class DetectTask(Task):
     name = "detect"
+    output_layout = ("(batch, locations, classes + 8) raw FCOS outputs per feature-pyramid location: class logits, "
+                     "l, t, r, b distances (input pixels), centre-ness logit, then the location's x, y and stride; a "
+                     "box is (x - l, y - t, x + r, y + b) and its score sqrt(sigmoid(class) * sigmoid(centre-ness)); "
+                     "lkconv's post-processing keeps scores >= 0.05, then class-wise NMS at IoU 0.6, at most 100 boxes "
+                     "(lkconv.models.heads.fcos.fcos_postprocess)")
     best_metric = "val_map"
     higher_is_better = True
     eval_sum_names = ("loss", "count")

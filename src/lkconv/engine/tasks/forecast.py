@@ -15,6 +15,8 @@ __all__ = ["ForecastTask"]
 @register_task
 class ForecastTask(Task):
     name = "forecast"
+    output_layout = ("(batch, series * horizon) forecast values in the data's units, series-major (output s*H + h is "
+                     "series s, step h), for the steps after the input window")
     best_metric = "val_mae"
     higher_is_better = False
     eval_sum_names = ("squared_error", "absolute_error", "count")

@@ -66,6 +66,8 @@ def sliding_window_logits(model, x: torch.Tensor, crop: int, stride: int | None 
 @register_task
 class SegmentTask(Task):
     name = "segment"
+    output_layout = ("(batch, classes, H, W) per-pixel logits at the input's size; argmax over classes gives the "
+                     "class-index mask")
     best_metric = "val_miou"
     higher_is_better = True
     eval_sum_names = ("loss", "valid_pixels", "correct_pixels", "intersection[K]", "predicted[K]", "labelled[K]",
