@@ -44,16 +44,19 @@ def _standin_state_dict(randomize) -> dict[str, torch.Tensor]:
     return model.state_dict()
 
 
-def make_hub_cache(root: Path, files: dict[str, object]) -> Path:
-    """A huggingface_hub cache under ``root`` with ``files`` (name -> object saved with torch.save, or raw bytes)."""
-    repo_dir = root / ("models--" + REPO.replace("/", "--"))
+def make_hub_cache(root: Path, files: dict[str, object], repo: str = REPO) -> Path:
+    """A huggingface_hub cache under ``root`` with ``files`` of ``repo`` (name -> object saved with torch.save, raw
+    bytes, or a path to copy)."""
+    repo_dir = root / ("models--" + repo.replace("/", "--"))
     snap = repo_dir / "snapshots" / REVISION
     snap.mkdir(parents=True)
-    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs").mkdir(exist_ok=True)
     (repo_dir / "refs" / "main").write_text(REVISION)
     for name, obj in files.items():
         if isinstance(obj, bytes):
             (snap / name).write_bytes(obj)
+        elif isinstance(obj, Path):
+            (snap / name).write_bytes(obj.read_bytes())
         else:
             torch.save(obj, snap / name)
     return root
@@ -110,9 +113,11 @@ def x_in(chans: int = 3, side: int = 32) -> torch.Tensor:
 # --- the tag table ------------------------------------------------------------------------------------------------
 def test_tags_and_published_names():
     tags = lkconv.list_models(pretrained=True)
-    assert len(tags) == 14 and tags[0] == "unireplknet_a.in1k"
+    assert len(tags) == 22 and tags[0] == "unireplknet_a.in1k"
     assert set(tags) == {f"unireplknet_{v}.in1k" for v in "afpnts"} | {
-        f"unireplknet_{v}.{t}" for v in ("s", "b", "l", "xl") for t in ("in22k", "in22k_ft_in1k_384")}
+        f"unireplknet_{v}.{t}" for v in ("s", "b", "l", "xl") for t in ("in22k", "in22k_ft_in1k_384")} | {
+        f"inception_next_{v}.sail_in1k" for v in ("atto", "tiny", "small", "base")} | {
+        "inception_next_base.sail_in1k_384"} | {f"lsnet_{v}.in1k" for v in "tsb"}
     assert lkconv.list_models("unireplknet_s*", pretrained=True) == [
         "unireplknet_s.in1k", "unireplknet_s.in22k", "unireplknet_s.in22k_ft_in1k_384"]
     t = PRETRAINED_TAGS["unireplknet_t.in1k"]
@@ -157,7 +162,7 @@ def test_the_plain_name_takes_the_default_tag(offline_hub, monkeypatch):
     import lkconv.models.pretrained as pretrained
 
     seen = []
-    monkeypatch.setattr(pretrained, "load_state_dict_file", lambda path: seen.append(Path(path).name) or {})
+    monkeypatch.setattr(pretrained, "load_state_dict_file", lambda path, **kw: seen.append(Path(path).name) or {})
     with pytest.raises(PretrainedWeightsError, match="has no 'downsample_layers.0.0.weight'"):
         create_model("unireplknet_a", pretrained=True, device="meta")
     assert seen == [A_FILE]

@@ -45,7 +45,7 @@ def _with_hint(message: str, hint: str) -> str:
     return f"{message}; {hint}" if hint else message
 
 
-def read_torch_file(path: str | os.PathLike, *, hint: str = "") -> Any:
+def read_torch_file(path: str | os.PathLike, *, hint: str = "", allowed: tuple[type, ...] = ()) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU, with errors that name the file and never advise unpickling.
 
     PyTorch's own refusal of a pickled object suggests re-running with ``weights_only=False``, which would execute
@@ -54,6 +54,8 @@ def read_torch_file(path: str | os.PathLike, *, hint: str = "") -> Any:
     Args:
         path: A ``.pt``/``.pth``/... file written by ``torch.save``.
         hint: Appended to the error of a truncated or damaged file, e.g. which other file may still be intact.
+        allowed: Plain classes (no code of their own runs when rebuilt, e.g. ``argparse.Namespace``) that this
+            file may hold besides tensors: a published training checkpoint's ``args``. Everything else is refused.
 
     Raises:
         FileNotFoundError: If the file does not exist.
@@ -65,7 +67,8 @@ def read_torch_file(path: str | os.PathLike, *, hint: str = "") -> Any:
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise before the refusal below
             warnings.simplefilter("ignore", UserWarning)
-            return torch.load(path, map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(list(allowed)):
+                return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file name and the reason
         import pickle
 
@@ -109,11 +112,12 @@ def read_safetensors_file(path: str | os.PathLike, *, hint: str = "") -> dict[st
         ) from None
 
 
-def load_state_dict_file(path: str | os.PathLike, *, ema: bool = False) -> dict[str, torch.Tensor]:
+def load_state_dict_file(path: str | os.PathLike, *, ema: bool = False,
+                         allowed: tuple[type, ...] = ()) -> dict[str, torch.Tensor]:
     """Reads a state_dict from ``.safetensors`` or a torch file (bare, or under ``model``/``state_dict``).
 
     Torch files are read with ``weights_only=True``; ``module.`` (DDP) and ``backbone.`` prefixes are removed.
-    With ``ema=True``, a ``model_ema``/``state_dict_ema`` entry is preferred.
+    With ``ema=True``, a ``model_ema``/``state_dict_ema`` entry is preferred. ``allowed``: see :func:`read_torch_file`.
     """
     path = Path(path)
     if not path.is_file():
@@ -122,7 +126,7 @@ def load_state_dict_file(path: str | os.PathLike, *, ema: bool = False) -> dict[
     if suffix == ".safetensors":
         sd = read_safetensors_file(path)
     elif suffix in (".pth", ".pt", ".bin", ".ckpt", ".tar"):
-        sd = _unwrap(read_torch_file(path), path, ema)
+        sd = _unwrap(read_torch_file(path, allowed=allowed), path, ema)
     else:
         raise ValueError(f"unsupported checkpoint format {suffix!r} for {path}; accepted: .safetensors, .pth, .pt, .bin")
     for prefix in ("module.", "backbone."):

@@ -3,7 +3,11 @@
 A tag names one published file in timm's form ``architecture.tag`` (``unireplknet_a.in1k``). The UniRepLKNet files
 live on the Hugging Face hub in ``DingXiaoH/UniRepLKNet`` under the names the reference's ``unireplknet.py``
 downloads; they hold the training structure with the reference's key names, which are lkconv's own, so they load
-strictly without a key mapping. The peers' published weights (InceptionNeXt, LSNet, RepLKNet) are not mapped.
+strictly without a key mapping. Peers: InceptionNeXt's are timm's ``timm/inception_next_*.sail_in1k`` files
+(sail-sg's weights and key names, lkconv's too); LSNet's are ``jameslahm/lsnet``'s ``lsnet_{t,s,b}.pth`` (DeiT-style
+training files, renamed by :mod:`lkconv.models.pretrained_keys`; their ``args`` entry, an ``argparse.Namespace``, is
+the one non-tensor object allowed). RepLKNet's weights are published only on Google Drive and Baidu, not on the hub:
+no tag (load a downloaded file with ``lkconv.load_checkpoint``).
 
 Loading adapts the file to what was asked for:
 
@@ -21,6 +25,7 @@ hub on machines without internet.
 
 from __future__ import annotations
 
+import argparse
 import fnmatch
 import os
 from collections.abc import Iterable
@@ -34,6 +39,7 @@ from torch import nn
 from ._checkpoint import checkpoint_structure, load_state_dict_file
 from ._features import FeatureExtractor
 from ._reparam import reparameterize_model
+from .pretrained_keys import KEY_MAPS
 
 __all__ = ["PretrainedTag", "PRETRAINED_TAGS", "HUB_EXTRA", "PretrainedWeightsError", "list_pretrained",
            "split_tag", "resolve_tag", "pretrained_cfg_for", "download_pretrained", "adapt_input_conv",
@@ -42,9 +48,12 @@ __all__ = ["PretrainedTag", "PRETRAINED_TAGS", "HUB_EXTRA", "PretrainedWeightsEr
 HUB_EXTRA = "pip install 'lkconv[hub]'"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-#: The stem's first convolution (the weight adapted to ``in_chans``) and the classifier, by key prefix.
+#: The stem's first convolution (the weight adapted to ``in_chans``) and the classifier, by key prefix (UniRepLKNet's;
+#: other families name theirs in their tags).
 STEM_CONV_KEY = "downsample_layers.0.0.weight"
 HEAD_PREFIX = "head."
+#: Non-tensor objects a published file may hold, by name (``PretrainedTag.allowed``): plain attribute bags only.
+_ALLOWED_OBJECTS: dict[str, type] = {"argparse.Namespace": argparse.Namespace}
 
 
 class PretrainedWeightsError(RuntimeError):
@@ -68,6 +77,11 @@ class PretrainedTag:
         crop_mode: ``center`` (the resize above and a centre crop) or ``squash`` (resize to the square, aspect not
             kept: the reference's evaluation at 384).
         interpolation: Resize interpolation of the evaluation transform.
+        mean, std: Input normalisation of the training and evaluation transforms.
+        stem_key: The stem's first convolution weight (adapted to ``in_chans``).
+        head_prefix: Key prefix of the classifier (re-initialized for another ``num_classes``).
+        key_map: Name of the file's key layout in :data:`lkconv.models.pretrained_keys.KEY_MAPS` (None: lkconv's).
+        allowed: Names of the non-tensor objects the file holds (see ``_ALLOWED_OBJECTS``).
     """
 
     arch: str
@@ -81,6 +95,12 @@ class PretrainedTag:
     crop_mode: str = "center"
     interpolation: str = "bicubic"
     hub_repo: str = "DingXiaoH/UniRepLKNet"
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    stem_key: str = STEM_CONV_KEY
+    head_prefix: str = HEAD_PREFIX
+    key_map: str | None = None
+    allowed: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -103,8 +123,26 @@ def _unireplknet_tags() -> list[PretrainedTag]:
     return tags
 
 
+def _peer_tags() -> list[PretrainedTag]:
+    """InceptionNeXt (timm's hub copies of sail-sg's files; top-1 and crops as published) and LSNet (the
+    non-distilled files of ``jameslahm/lsnet``; crop 0.9 as its ``_cfg``)."""
+    tags = [PretrainedTag(f"inception_next_{v}", "sail_in1k", "model.safetensors", top1, 224, crop_pct=crop,
+                          hub_repo=f"timm/inception_next_{v}.sail_in1k", stem_key="stem.0.weight",
+                          head_prefix="head.fc2.")
+            for v, top1, crop in (("atto", 75.3, 0.875), ("tiny", 82.3, 0.875), ("small", 83.5, 0.875),
+                                  ("base", 84.0, 0.95))]
+    tags.append(PretrainedTag("inception_next_base", "sail_in1k_384", "model.safetensors", 85.2, 384, crop_pct=1.0,
+                              hub_repo="timm/inception_next_base.sail_in1k_384", stem_key="stem.0.weight",
+                              head_prefix="head.fc2."))
+    tags += [PretrainedTag(f"lsnet_{v}", "in1k", f"lsnet_{v}.pth", top1, 224, crop_pct=0.9, hub_repo="jameslahm/lsnet",
+                           stem_key="downsample_layers.0.0.c.weight", key_map="lsnet_reference",
+                           allowed=("argparse.Namespace",))
+             for v, top1 in (("t", 74.9), ("s", 77.8), ("b", 80.3))]
+    return tags
+
+
 #: Every published tag, by ``arch.tag``; an architecture's first tag here is its default.
-PRETRAINED_TAGS: dict[str, PretrainedTag] = {t.name: t for t in _unireplknet_tags()}
+PRETRAINED_TAGS: dict[str, PretrainedTag] = {t.name: t for t in _unireplknet_tags() + _peer_tags()}
 _DEFAULT_TAG: dict[str, str] = {}
 for _t in PRETRAINED_TAGS.values():
     _DEFAULT_TAG.setdefault(_t.arch, _t.name)
@@ -161,7 +199,7 @@ def pretrained_cfg_for(tag: PretrainedTag, *, in_chans: int = 3, num_classes: in
     channels ImageNet's repeated to k. ``num_classes`` is the model's; ``label_set`` stays the file's only while the
     head is the file's (else ``None``: a new head has new classes).
     """
-    mean, std = _adapted_stats(IMAGENET_MEAN, in_chans), _adapted_stats(IMAGENET_STD, in_chans)
+    mean, std = _adapted_stats(tag.mean, in_chans), _adapted_stats(tag.std, in_chans)
     n = tag.num_classes if num_classes is None else num_classes
     return {
         "tag": tag.name, "architecture": tag.arch, "hub_repo": tag.hub_repo, "hub_file": tag.hub_file,
@@ -231,18 +269,19 @@ def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     return weight.repeat(1, reps, 1, 1)[:, :in_chans] * (have / in_chans)
 
 
-def _state_dict_for(model: nn.Module, sd: dict[str, torch.Tensor], *, in_chans: int, keep_head: bool,
-                    source: str) -> dict[str, torch.Tensor]:
-    """``sd`` adapted to the model: stem convolution to ``in_chans``, head dropped unless kept; strict key check."""
-    sd = dict(sd)
-    if STEM_CONV_KEY not in sd:
-        raise PretrainedWeightsError(f"{source} has no {STEM_CONV_KEY!r}: not a UniRepLKNet state_dict "
+def _state_dict_for(model: nn.Module, sd: dict[str, torch.Tensor], tag: PretrainedTag, *, in_chans: int,
+                    keep_head: bool, source: str) -> dict[str, torch.Tensor]:
+    """``sd`` adapted to the model: keys renamed from the file's layout, stem convolution to ``in_chans``, head
+    dropped unless kept; strict key check."""
+    sd = dict(sd) if tag.key_map is None else KEY_MAPS[tag.key_map](sd)
+    if tag.stem_key not in sd:
+        raise PretrainedWeightsError(f"{source} has no {tag.stem_key!r}: not a {tag.arch} state_dict "
                                      f"(first keys: {list(sd)[:5]})")
-    sd[STEM_CONV_KEY] = adapt_input_conv(sd[STEM_CONV_KEY], in_chans)
+    sd[tag.stem_key] = adapt_input_conv(sd[tag.stem_key], in_chans)
     own = model.state_dict()
     if not keep_head:
-        sd = {k: v for k, v in sd.items() if not k.startswith(HEAD_PREFIX)}
-        own = {k: v for k, v in own.items() if not k.startswith(HEAD_PREFIX)}
+        sd = {k: v for k, v in sd.items() if not k.startswith(tag.head_prefix)}
+        own = {k: v for k, v in own.items() if not k.startswith(tag.head_prefix)}
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     shapes = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in own
@@ -276,7 +315,8 @@ def create_pretrained(
     file, sd, structure = None, None, None
     if pretrained:
         path = Path(pretrained_file) if pretrained_file is not None else download_pretrained(tag)
-        sd = load_state_dict_file(path)  # weights_only: a pickle with code is refused with CheckpointReadError
+        allowed = tuple(_ALLOWED_OBJECTS[name] for name in tag.allowed)
+        sd = load_state_dict_file(path, allowed=allowed)  # weights_only: pickled code is refused (CheckpointReadError)
         file, structure = str(path), checkpoint_structure(sd)
     # Published files hold the training structure: deploy=True loads them unfused and fuses after. A fused stand-in
     # file (pretrained_file=) can only load into a model built fused.
@@ -284,7 +324,7 @@ def create_pretrained(
     build_deploy = (deploy and not fuse_after) or structure == "deploy"
     model = create_model(tag.arch, num_classes=num_classes, in_chans=in_chans, deploy=build_deploy or None, **kwargs)
     if sd is not None:
-        adapted = _state_dict_for(model, sd, in_chans=in_chans, keep_head=num_classes == tag.num_classes,
+        adapted = _state_dict_for(model, sd, tag, in_chans=in_chans, keep_head=num_classes == tag.num_classes,
                                   source=f"{file} ({tag.name})")
         model.load_state_dict(adapted, strict=False)  # checked strictly above, apart from a new head
     if fuse_after:
