@@ -313,8 +313,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_from_args(args: argparse.Namespace):
-    """A model from --run RUN_DIR or --model NAME, and an example input of its input shape."""
+def _model_from_args(args: argparse.Namespace, *, weights: bool = True):
+    """A model from --run RUN_DIR or --model NAME, and an example input of its input shape.
+
+    A tag of published weights (``unireplknet_t.in1k``, or any name with ``--pretrained-file``) brings those weights
+    and its head when ``weights`` (export); plans (tune) need only the architecture, so a tag is not fetched there."""
     import torch
 
     if args.run:
@@ -325,10 +328,19 @@ def _model_from_args(args: argparse.Namespace):
     else:
         from .models import create_model
 
-        model = create_model(args.model, num_classes=args.num_classes).eval()
+        published = weights and ("." in args.model or args.pretrained_file is not None)
+        if args.pretrained_file is not None and not weights:
+            raise ValueError("--pretrained-file: plans depend on the architecture only; give --model alone")
+        if published:  # the file's weights, and its head unless --num-classes asks for another
+            model = create_model(args.model, pretrained=True, pretrained_file=args.pretrained_file,
+                                 num_classes=args.num_classes).eval()
+        else:
+            model = create_model(args.model, num_classes=1000 if args.num_classes is None else args.num_classes).eval()
         # the model's own input shape, its spatial (or, for a sequence model, time) sides set to --img-size
         default = tuple(getattr(model, "default_input_size", (3, 224, 224)))
-        shape = (default[0], *([args.img_size] * (len(default) - 1)))
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        side = args.img_size or (cfg["input_size"][-1] if cfg else 224)
+        shape = (default[0], *([side] * (len(default) - 1)))
     device = _device(args)
     return model.to(device), torch.randn(args.batch_size, *shape).to(device)
 
@@ -355,7 +367,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from .deploy.optimize import optimize_for_inference
     from .ops.plans import cache_dir
 
-    model, x = _model_from_args(args)
+    model, x = _model_from_args(args, weights=False)
     dtype = torch.bfloat16 if args.bf16 else torch.float32
     if getattr(args, "fp16", False):
         dtype = torch.float16
@@ -627,10 +639,13 @@ def build_parser() -> argparse.ArgumentParser:
     def model_source(p):
         g = p.add_mutually_exclusive_group(required=True)
         g.add_argument("--run", help="a run directory")
-        g.add_argument("--model", help="a registered model name (random weights unless you load your own)")
-        p.add_argument("--img-size", type=_input_side, default=224, help="input side for --model (default 224)")
+        g.add_argument("--model", help="a registered model name (random weights), or for export a tag of published "
+                       "weights such as unireplknet_t.in1k (those weights and their head; lkconv list-models "
+                       "--pretrained)")
+        p.add_argument("--pretrained-file", help="export --model: a local copy of the published file (no download)")
+        p.add_argument("--img-size", type=_input_side, help="input side for --model (default: the tag's, else 224)")
         p.add_argument("--batch-size", type=int, default=1)
-        p.add_argument("--num-classes", type=int, default=1000)
+        p.add_argument("--num-classes", type=int, help="head size for --model (default: the tag's, else 1000)")
         _add_device_option(p)
 
     p = sub.add_parser("export", help="ONNX export of the fused model with a dynamic batch (extra [onnx])")

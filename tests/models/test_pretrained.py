@@ -388,3 +388,31 @@ def test_erf_and_filters_take_a_tag_as_published_weights(offline_hub, standin):
     label, model, _, in_chans = _analysis_model("unireplknet_a.in1k", None, None)
     assert (label, in_chans) == ("unireplknet_a.in1k", 3)
     assert all(torch.equal(v, standin[k]) for k, v in model.state_dict().items())
+
+
+def test_export_of_a_tag_carries_the_published_weights(tmp_path, standin, reference):
+    """``lkconv export --model TAG --pretrained-file F``: the file's weights (not random ones) and its preprocessing
+    in the metadata; the ONNX graph gives the reference's outputs."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import json
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from lkconv.cli import main
+    from lkconv.deploy.export import read_onnx_metadata
+
+    path = tmp_path / A_FILE
+    torch.save(standin, path)
+    out = tmp_path / "a.onnx"
+    assert main(["export", "--model", "unireplknet_a.in1k", "--pretrained-file", str(path), "--img-size", "64",
+                 "--out", str(out)]) == 0
+    meta = read_onnx_metadata(out)
+    cfg = json.loads(meta["pretrained_cfg"])
+    assert cfg["tag"] == "unireplknet_a.in1k" and cfg["file"] == str(path) and cfg["mean"] == [0.485, 0.456, 0.406]
+    x = x_in(side=64)
+    got = ort.InferenceSession(str(out)).run(None, {ort.InferenceSession(str(out)).get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        want = reference(x).numpy()
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()

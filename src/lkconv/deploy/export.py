@@ -53,6 +53,9 @@ def onnx_metadata(model: nn.Module, example_input: torch.Tensor, *, source_run: 
             "output_layout": _output_layout(str(run_config.get("task", "classify"))),
         })
     else:  # a bare backbone: inputs must already be normalized as in training
+        cfg = getattr(model, "pretrained_cfg", None)
+        if cfg:  # published weights: their origin and the preprocessing they expect
+            meta["pretrained_cfg"] = json.dumps(cfg)
         meta.update({
             "source_run": "", "model": type(model).__name__, "class_names": "[]", "input_layout": "NCHW"
             if example_input.dim() == 4 else "NCL", "normalization_in_model": "false",
