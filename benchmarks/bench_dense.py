@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                      "target": target, "epochs": epochs, "wall": res.wall_s, "rss": res.peak_rss_mb, "note": note})
         print(f"{task} {name}: {values} epochs {epochs} wall {res.wall_s:.0f} s rss {res.peak_rss_mb:.0f} MB {note}",
               flush=True)
-    command = "PYTHONPATH=src python benchmarks/bench_dense.py " + " ".join(argv) + (
+    threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
+    command = f"{threads}PYTHONPATH=src python benchmarks/bench_dense.py " + " ".join(argv) + (
         " -- " + " ".join(extra) if extra else "")
     text = page(rows, command, " ".join(f"{x:.1f}" for x in os.getloadavg()))
     if args.out:

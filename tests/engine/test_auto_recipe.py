@@ -31,6 +31,7 @@ def test_batch_size_never_exceeds_the_training_set(n):
     if n >= 32:
         assert b <= n / 4
     assert auto_batch_size(n, "video") <= 16
+    assert auto_batch_size(n, "image", "detect") == min(16, auto_batch_size(n, "image"))  # dense: more steps
 
 
 def test_small_sets_get_many_epochs_and_large_sets_few():
