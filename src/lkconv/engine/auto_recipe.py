@@ -183,12 +183,52 @@ def modality_defaults(cfg) -> tuple[dict[str, Any], list[str]]:
         if cfg.img_size is None:
             changes["img_size"] = 32
             reasons.append("point clouds: 32 px projection maps (time and memory)")
+    if cfg.modality == "audio" and cfg.task == "classify" and not str(cfg.data).startswith("builtin:"):
+        margs = audio_folder_defaults(cfg, margs, reasons)
     if cfg.modality == "video" and cfg.img_size is None and not str(cfg.data).startswith("builtin:"):
         changes["img_size"] = 64
         reasons.append("video: 64 px frames (112 px at batch 64 needed 15.7 GB)")
     if margs != cfg.modality_args:
         changes["modality_args"] = margs
     return changes, reasons
+
+
+AUDIO_TOP_DB = 60.0  # floor of the log-mel map below each clip's peak (digital silence vs a room's noise)
+
+
+def audio_folder_defaults(cfg, margs: dict[str, Any], reasons: list[str]) -> dict[str, Any]:
+    """Audio folders: the log-mel front end from the files' headers (:mod:`lkconv.modalities.audio.folder_facts`),
+    only for keys the user left unset. Recorded as plain numbers, so evaluation and prediction use the same ones.
+
+    * ``clip_seconds``: the 90th percentile of the training files' durations rounded up to 0.25 s, in [0.5, 10]
+      (the fixed 1 s centre-cropped the real phrases of the speech panel, 1.3-1.5 s long);
+    * ``high_freq``: the Nyquist frequency of the lowest sampling rate among all the folder's files when it is below
+      the run's (8 kHz files -> a bank up to 4 kHz, so no bin is empty for them);
+    * ``norm: utterance`` and ``top_db`` :data:`AUDIO_TOP_DB`: per-clip mean/variance normalisation of the log-mel
+      map over a floor 60 dB below its peak (channel, loudness and silence level are properties of the recording,
+      not of the word).
+    """
+    from ..modalities.audio.folder_facts import auto_clip_seconds, auto_high_freq, scan_audio_folder
+
+    margs = dict(margs)
+    facts = scan_audio_folder(cfg.data)
+    sr = int(margs.get("sample_rate", 16000))
+    if "clip_seconds" not in margs and "target_frames" not in margs:
+        clip = auto_clip_seconds(facts.train_seconds)
+        if clip is not None:
+            margs["clip_seconds"] = clip
+            reasons.append(f"audio: clip {clip:g} s (90th percentile of {len(facts.train_seconds)} training files' "
+                           "durations, rounded up to 0.25 s)")
+    if "high_freq" not in margs:
+        high = auto_high_freq(facts.rates, sr)
+        if high:
+            margs["high_freq"] = high
+            reasons.append(f"audio: mel filterbank up to {high:g} Hz (files at {min(facts.rates)} Hz found)")
+    if "norm" not in margs and "norm_mean" not in margs and "norm_std" not in margs:
+        margs["norm"] = "utterance"
+        margs.setdefault("top_db", AUDIO_TOP_DB)
+        reasons.append(f"audio: per-clip normalisation of the log-mel map, floored {AUDIO_TOP_DB:g} dB below its peak")
+    return margs
 
 
 def _pow2_floor(x: float) -> int:
