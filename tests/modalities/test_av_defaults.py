@@ -147,3 +147,18 @@ def test_decoded_waves_are_cached_and_equal_to_decoding(tmp_path, monkeypatch):
     small = audio_data.DecodedWaves(files, 16000)
     small(1)
     assert small.held == 0 and not small.waves
+
+
+def test_reverb_adds_a_decaying_tail_and_is_seeded():
+    from lkconv.modalities.audio.augment import reverb, room_response
+
+    h = room_response(np.random.default_rng(0), 16000, 0.3)
+    assert h[0] == 1.0 and h.shape == (4800,)
+    early, late = h[100:1600].square().mean(), h[3200:].square().mean()
+    assert late < early / 100  # -60 dB at 0.3 s: two thirds of the way it is 40 dB down
+    click = torch.zeros(8000)
+    click[100] = 1.0
+    wet = reverb(click, np.random.default_rng(1), 16000, 1.0)
+    assert wet.shape == click.shape and wet[:100].abs().max() < 1e-4 and wet[200:2000].abs().sum() > 0.1
+    torch.testing.assert_close(wet, reverb(click, np.random.default_rng(1), 16000, 1.0))
+    assert reverb(click, np.random.default_rng(1), 16000, 0.0) is click

@@ -11,7 +11,8 @@ not given), and the adapter's options ``num_mel_bins``, ``target_frames``, ``fra
 ``norm`` (see
 :class:`lkconv.modalities.audio.AudioAdapter`); waveform training augmentation (:mod:`lkconv.modalities.audio.augment`,
 all 0 = off by default): ``speed`` (speed perturbation range), ``band_limit`` (probability of band-limiting a clip
-to 8-12 kHz sampling) and ``gain`` (random gain range in dB).
+to 8-12 kHz sampling), ``gain`` (random gain range in dB) and ``reverb`` (probability of convolving a clip with
+a synthetic room response).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ log = logging.getLogger("lkconv.data")
 AUDIO_EXTENSIONS = ("wav", "flac", "ogg")
 ADAPTER_OPTIONS = ("num_mel_bins", "target_frames", "frame_length_ms", "frame_shift_ms", "norm_mean", "norm_std",
                  "freq_mask", "time_mask", "time_shift", "noise", "high_freq", "top_db", "norm")
-DATA_OPTIONS = ("sample_rate", "clip_seconds", "speed", "band_limit", "gain")
+DATA_OPTIONS = ("sample_rate", "clip_seconds", "speed", "band_limit", "gain", "reverb")
 _MAGIC = {"wav": (b"RIFF", 0), "flac": (b"fLaC", 0), "ogg": (b"OggS", 0)}
 
 
@@ -66,10 +67,10 @@ def adapter_args_from(modality_args: dict[str, Any]) -> dict[str, Any]:
 
 
 def wave_aug_options(modality_args: dict[str, Any]) -> dict[str, float]:
-    """The waveform augmentation options (``speed`` in [0, 0.5), ``band_limit`` probability in [0, 1], ``gain`` dB
-    >= 0; all 0 by default), checked."""
+    """The waveform augmentation options (``speed`` in [0, 0.5), ``band_limit`` and ``reverb`` probabilities in
+    [0, 1], ``gain`` dB >= 0; all 0 by default), checked."""
     out = {}
-    for key, hi in (("speed", 0.5), ("band_limit", 1.0), ("gain", 60.0)):
+    for key, hi in (("speed", 0.5), ("band_limit", 1.0), ("gain", 60.0), ("reverb", 1.0)):
         v = modality_args.get(key, 0.0)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= hi or (key == "speed" and v == hi):
             raise DataError(f"modality_args.{key}: a number in [0, {hi:g}{')' if key == 'speed' else ']'} is needed "
@@ -141,7 +142,8 @@ def audio_bundle(files: Sequence[Path], labels: Sequence[int], class_names: list
         return str(files[i])
 
     def train_tf(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        x = augment_wave(x, rng, sr, speed=wave_aug["speed"], band=wave_aug["band_limit"], gain=wave_aug["gain"])
+        x = augment_wave(x, rng, sr, speed=wave_aug["speed"], band=wave_aug["band_limit"], gain=wave_aug["gain"],
+                         reverb_prob=wave_aug["reverb"])
         return fix_length(x, n, rng)
 
     def eval_tf(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
