@@ -78,7 +78,8 @@ AUGMENTATION: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
               "crops (rrc from 64 px, else pad_crop), flips only where they keep the class (flip: auto), "
               "brightness/contrast/saturation +-20 %"),
     # the waveform augmentations (speed, band_limit, gain) are off: on speech-alsa they did not win (docs/defaults.md)
-    "audio": ({"speed": 0.0, "band_limit": 0.0, "gain": 0.0, "freq_mask": 48, "time_mask": 48, "time_shift": 10,
+    # masks: 3/16 of 128 mel bins and 20 frames (audio_folder_defaults scales the frequency mask to the bins)
+    "audio": ({"speed": 0.0, "band_limit": 0.0, "gain": 0.0, "freq_mask": 24, "time_mask": 20, "time_shift": 10,
                "noise": 0.1},
               {"speed": 0.0, "band_limit": 0.0, "gain": 0.0, "freq_mask": 0, "time_mask": 0, "time_shift": 0,
                "noise": 0.0},
