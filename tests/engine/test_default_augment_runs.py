@@ -36,7 +36,8 @@ def test_default_audio_run_augments(tmp_path, capsys):
     cfg = _train(_audio_folder(tmp_path / "a"), tmp_path / "run", "audio",
                  "--modality-args", "{target_frames: 32, num_mel_bins: 32}")
     aug = cfg["resolved"]["augmentation"]
-    assert aug["freq_mask"] == 48 and aug["time_mask"] == 48 and aug["noise"] == 0.1
+    # frequency mask 3/16 of the 32 bins given, time mask 20 frames (auto_recipe.audio_folder_defaults)
+    assert aug["freq_mask"] == 6 and aug["time_mask"] == 20 and aug["noise"] == 0.1
     assert aug["band_limit"] == 0.0 and aug["data_wave_aug"] == "none"  # measured: no win (docs/defaults.md)
     assert "augmentation on" in capsys.readouterr().out
 

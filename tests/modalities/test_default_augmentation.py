@@ -111,7 +111,7 @@ def test_wave_augmentations_shape_dtype_seed_identity():
 def test_audio_options_are_checked():
     from lkconv.modalities.audio.data import wave_aug_options
 
-    assert wave_aug_options({}) == {"speed": 0.0, "band_limit": 0.0, "gain": 0.0}
+    assert wave_aug_options({}) == {"speed": 0.0, "band_limit": 0.0, "gain": 0.0, "reverb": 0.0}
     with pytest.raises(DataError, match="band_limit"):
         wave_aug_options({"band_limit": 2})
 

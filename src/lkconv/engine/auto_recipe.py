@@ -16,7 +16,10 @@ Before the data is read (:func:`modality_defaults`; only keys the user did not g
 * point clouds: ``rotation: so3`` (users' shapes come in arbitrary poses: 16.7 % -> 74 % on the SO(3) panel),
   ``align: pca`` (each cloud in its principal-axis frame, :mod:`lkconv.modalities.pointcloud.pose`: shapes-so3
   78.3 -> 99.2 %) and ``img_size`` 32;
-* video files: ``img_size`` 64 (112 px at batch 64 peaked at 15.7 GB RSS).
+* video files (:func:`video_folder_defaults`): ``img_size`` 32, ``layout: grid``, ``temporal_diff: true`` (112 px at
+  batch 64 peaked at 15.7 GB RSS; the reference layout stayed at chance on the motion-direction panel);
+* audio files (:func:`audio_folder_defaults`): clip length and filterbank edge from the files' headers, per-clip
+  normalisation of the log-mel map over a 60 dB floor.
 
 After the data is read (:func:`choose_recipe`, from :class:`DataFacts`):
 
@@ -62,7 +65,7 @@ BATCH_CAP = {"video": 16, "pointcloud": 32, "audio": 32}
 # default 10-minute budget) reached mAP@0.5 0.165 after 5 epochs at batch 64 and 0.62 after 7 at batch 16
 # (docs/dense.md).
 TASK_BATCH_CAP = {"detect": 16}
-SMALL_MODEL_MODALITIES = ("image", "pointcloud", "video")
+SMALL_MODEL_MODALITIES = ("image", "pointcloud", "video", "audio")
 # --- fine-tuning from published weights (issue 15) ---
 FINETUNE_LR_FACTOR = 0.25  # of the from-scratch rule: the weights are already good, the new head is small
 FINETUNE_LAYER_DECAY = 0.9  # per block group: the stem learns 0.9^(n-1) of the head's rate (0.19 for unireplknet_a)
@@ -79,7 +82,8 @@ AUGMENTATION: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
               "crops (rrc from 64 px, else pad_crop), flips only where they keep the class (flip: auto), "
               "brightness/contrast/saturation +-20 %"),
     # the waveform augmentations (speed, band_limit, gain) are off: on speech-alsa they did not win (docs/defaults.md)
-    "audio": ({"speed": 0.0, "band_limit": 0.0, "gain": 0.0, "freq_mask": 48, "time_mask": 48, "time_shift": 10,
+    # masks: 3/16 of 128 mel bins and 20 frames (audio_folder_defaults scales the frequency mask to the bins)
+    "audio": ({"speed": 0.0, "band_limit": 0.0, "gain": 0.0, "freq_mask": 24, "time_mask": 20, "time_shift": 10,
                "noise": 0.1},
               {"speed": 0.0, "band_limit": 0.0, "gain": 0.0, "freq_mask": 0, "time_mask": 0, "time_shift": 0,
                "noise": 0.0},
@@ -187,12 +191,99 @@ def modality_defaults(cfg) -> tuple[dict[str, Any], list[str]]:
         if cfg.img_size is None:
             changes["img_size"] = 32
             reasons.append("point clouds: 32 px projection maps (time and memory)")
-    if cfg.modality == "video" and cfg.img_size is None and not str(cfg.data).startswith("builtin:"):
-        changes["img_size"] = 64
-        reasons.append("video: 64 px frames (112 px at batch 64 needed 15.7 GB)")
+    if cfg.modality == "audio" and cfg.task == "classify" and not str(cfg.data).startswith("builtin:"):
+        margs = audio_folder_defaults(cfg, margs, reasons)
+    if cfg.modality == "video" and not str(cfg.data).startswith("builtin:"):
+        margs = video_folder_defaults(cfg, margs, changes, reasons)
     if margs != cfg.modality_args:
         changes["modality_args"] = margs
     return changes, reasons
+
+
+VIDEO_IMG_SIZE = 32  # frame side for video folders
+VIDEO_INPUT: dict[str, Any] = {"layout": "grid", "temporal_diff": True, "channels": 1}
+
+
+def video_folder_defaults(cfg, margs: dict[str, Any], changes: dict[str, Any], reasons: list[str]) -> dict[str, Any]:
+    """Video folders: grey frames (``channels: 1``) tiled on a grid (``layout: grid``), each with its difference to
+    the next frame as an extra channel (``temporal_diff``), at :data:`VIDEO_IMG_SIZE` px; only keys the user left
+    unset (``channels: 3`` keeps colour).
+
+    Why (video-pan panel, docs/defaults_evidence.md "Audio and video defaults"): the ``reference`` layout at 64 px
+    and the ``channels`` layout (with or without differences) stayed near chance or memorised the 240 training
+    clips; the grid shares the first convolutions across frames, and a pixel that sees a frame and its change can
+    tell the direction of motion from their signs. 32 px keeps pans of 2-4 px/frame at about one pixel per frame,
+    where a difference still measures motion, and a 16-frame grid at 128x128 px in a few hundred MB. Grey frames:
+    motion lives in the luminance, and colour let the small set be memorised (colour 53.8 % vs grey 75 %+ at equal
+    epochs).
+    """
+    margs = dict(margs)
+    if cfg.img_size is None:
+        changes["img_size"] = VIDEO_IMG_SIZE
+        reasons.append(f"video: {VIDEO_IMG_SIZE} px frames (motion of a few px/frame stays ~1 px/frame; memory)")
+    added = {k: v for k, v in VIDEO_INPUT.items() if k not in margs}
+    if added:
+        margs.update(added)
+        reasons.append("video: " + ", ".join(f"{k} {v}" for k, v in added.items())
+                       + " (grey frames tiled, each with its difference to the next: motion visible to the first "
+                       "layer)")
+    return margs
+
+
+AUDIO_TOP_DB = 60.0  # floor of the log-mel map below each clip's peak (digital silence vs a room's noise)
+AUDIO_NARROW_MELS = 32  # mel bins when the bank stops at <= 4 kHz (speech-alsa: 64 -> 50.0/37.5, 32 -> 87.5/75.0)
+AUDIO_FREQ_MASK = 0.1875  # widest SpecAugment frequency mask, as a fraction of the mel bins (12 of 64, 24 of 128)
+AUDIO_TIME_MASK = 20  # widest time mask in frames (0.2 s; the AudioSet recipe's 48 hides most of a short word)
+
+
+def audio_folder_defaults(cfg, margs: dict[str, Any], reasons: list[str]) -> dict[str, Any]:
+    """Audio folders: the log-mel front end from the files' headers (:mod:`lkconv.modalities.audio.folder_facts`),
+    only for keys the user left unset. Recorded as plain numbers, so evaluation and prediction use the same ones.
+
+    * ``clip_seconds``: the 90th percentile of the training files' durations rounded up to 0.25 s, in [0.5, 10]
+      (the fixed 1 s centre-cropped the real phrases of the speech panel, 1.3-1.5 s long);
+    * ``high_freq``: the Nyquist frequency of the lowest sampling rate among all the folder's files when it is below
+      the run's (8 kHz files -> a bank up to 4 kHz, so no bin is empty for them);
+    * ``num_mel_bins`` :data:`AUDIO_NARROW_MELS` (32) when that bank stops at or below 4 kHz: bands of ~100 Hz and
+      more smooth the voice's pitch harmonics, which differ between the synthetic training voices and a real one
+      (speech-alsa, real voice: 64 bins 50.0 / 37.5 %, 32 bins 87.5 / 75.0 %, best / last);
+    * SpecAugment sized for words: frequency masks up to 3/16 of the bins, time masks up to 20 frames;
+    * ``norm: utterance`` and ``top_db`` :data:`AUDIO_TOP_DB`: per-clip mean/variance normalisation of the log-mel
+      map over a floor 60 dB below its peak (channel, loudness and silence level are properties of the recording,
+      not of the word).
+    """
+    from ..modalities.audio.folder_facts import auto_clip_seconds, auto_high_freq, scan_audio_folder
+
+    margs = dict(margs)
+    facts = scan_audio_folder(cfg.data)
+    sr = int(margs.get("sample_rate", 16000))
+    if "clip_seconds" not in margs and "target_frames" not in margs:
+        clip = auto_clip_seconds(facts.train_seconds)
+        if clip is not None:
+            margs["clip_seconds"] = clip
+            reasons.append(f"audio: clip {clip:g} s (90th percentile of {len(facts.train_seconds)} training files' "
+                           "durations, rounded up to 0.25 s)")
+    if "high_freq" not in margs:
+        high = auto_high_freq(facts.rates, sr)
+        if high:
+            margs["high_freq"] = high
+            reasons.append(f"audio: mel filterbank up to {high:g} Hz (files at {min(facts.rates)} Hz found)")
+    high = float(margs.get("high_freq", 0.0))
+    if 0 < high <= 4000 and "num_mel_bins" not in margs:
+        margs["num_mel_bins"] = AUDIO_NARROW_MELS
+        reasons.append(f"audio: {AUDIO_NARROW_MELS} mel bins below {high:g} Hz (coarse bands smooth the pitch "
+                       "harmonics that differ between voices; 128 would be narrower than the FFT's bins)")
+    given = cfg.modality_args
+    bins = int(margs.get("num_mel_bins", 128))
+    if "freq_mask" not in given and cfg.augment is not False:
+        margs["freq_mask"] = max(1, round(AUDIO_FREQ_MASK * bins))
+    if "time_mask" not in given and cfg.augment is not False:
+        margs["time_mask"] = AUDIO_TIME_MASK
+    if "norm" not in margs and "norm_mean" not in margs and "norm_std" not in margs:
+        margs["norm"] = "utterance"
+        margs.setdefault("top_db", AUDIO_TOP_DB)
+        reasons.append(f"audio: per-clip normalisation of the log-mel map, floored {AUDIO_TOP_DB:g} dB below its peak")
+    return margs
 
 
 def _pow2_floor(x: float) -> int:

@@ -6,6 +6,18 @@ decodes, resamples, mixes to mono and pads/crops every clip to the same N. The a
 crops it to ``target_frames`` and normalises it as ``(fbank - norm_mean) / (2 * norm_std)`` (AudioSet statistics
 by default). The map is (B, 1, num_mel_bins, target_frames): frequency on the height, time on the width.
 
+Two options make the map independent of the recording chain (what the automatic recipe turns on for folders; see
+``docs/defaults_evidence.md``, "Audio and video defaults"):
+
+* ``top_db`` > 0 floors every log-mel value at ``top_db`` decibels below the clip's loudest one, so digital
+  silence (padding, synthetic voices) and a real room's background noise map to the same floor;
+* ``norm: utterance`` subtracts each mel bin's mean over the clip (cepstral mean normalisation: a fixed microphone
+  or channel response is a constant per bin in the log domain) and divides by the clip's standard deviation
+  (loudness, level of the floor), instead of the fixed AudioSet statistics.
+
+``high_freq`` sets the upper edge of the mel filterbank (0: the Nyquist frequency): with files recorded at 8 kHz in
+the data the bank stops at 4 kHz, so every file fills every bin.
+
 In ``training`` mode the adapter also augments whole batches with torch's global RNG (which the engine saves and
 restores): per sample one frequency mask and one time mask of random width (SpecAugment), additive noise of random
 strength and a circular time shift of up to ``time_shift`` frames.
@@ -13,6 +25,7 @@ strength and a circular time shift of up to ``time_shift`` frames.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -20,7 +33,11 @@ import torch
 from ...ops.fbank import kaldi_fbank
 from ..base import ModalityAdapter
 
-__all__ = ["AudioAdapter", "AUDIOSET_MEAN", "AUDIOSET_STD", "clip_samples", "mask_along"]
+__all__ = ["AudioAdapter", "AUDIOSET_MEAN", "AUDIOSET_STD", "AUDIO_NORMS", "clip_samples", "mask_along",
+           "floor_top_db", "utterance_norm"]
+
+AUDIO_NORMS = ("global", "utterance")
+_DB_TO_NATS = math.log(10.0) / 10.0  # a power ratio of 1 dB in the natural log of the Kaldi filterbank
 
 AUDIOSET_MEAN = -6.845978  # mean of the AudioSet log-mel features (the reference's normalisation)
 AUDIOSET_STD = 5.5654526
@@ -53,6 +70,18 @@ def mask_along(x: torch.Tensor, dim: int, max_width: int) -> torch.Tensor:
     return x * keep.view(shape).to(x.dtype)
 
 
+def floor_top_db(fb: torch.Tensor, top_db: float) -> torch.Tensor:
+    """Floors (B, T, F) natural-log power features at ``top_db`` decibels below each clip's maximum."""
+    peak = fb.amax(dim=(-2, -1), keepdim=True)
+    return torch.maximum(fb, peak - top_db * _DB_TO_NATS)
+
+
+def utterance_norm(fb: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """(B, T, F) log-mel features minus each bin's mean over time, divided by the clip's standard deviation."""
+    x = fb - fb.mean(dim=-2, keepdim=True)
+    return x / x.std(dim=(-2, -1), keepdim=True).clamp_min(eps)
+
+
 class AudioAdapter(ModalityAdapter):
     """(B, N) waveforms → (B, 1, num_mel_bins, target_frames) normalised log-mel map.
 
@@ -69,6 +98,10 @@ class AudioAdapter(ModalityAdapter):
         time_shift: Largest circular shift in frames (training only; 0 disables).
         noise: Largest additive noise amplitude on the normalised map (training only; 0 disables). Each sample
             gets ``U(0, 1) * noise * U(0, 1)`` noise per pixel, as in the reference.
+        high_freq: Upper edge of the mel filterbank in Hz (0: the Nyquist frequency).
+        top_db: Floor of the log-mel values in dB below each clip's maximum (0: no floor).
+        norm: ``global`` (``norm_mean``/``norm_std``) or ``utterance`` (per-clip: each bin's mean removed, divided
+            by the clip's std; ``norm_mean``/``norm_std`` are then unused).
     """
 
     name = "audio"
@@ -77,8 +110,15 @@ class AudioAdapter(ModalityAdapter):
     def __init__(self, sample_rate: int = 16000, num_mel_bins: int = 128, target_frames: int = 128,
                  frame_length_ms: float = 25.0, frame_shift_ms: float = 10.0, norm_mean: float = AUDIOSET_MEAN,
                  norm_std: float = AUDIOSET_STD, freq_mask: int = 48, time_mask: int = 48, time_shift: int = 10,
-                 noise: float = 0.1) -> None:
+                 noise: float = 0.1, high_freq: float = 0.0, top_db: float = 0.0, norm: str = "global") -> None:
         super().__init__()
+        if norm not in AUDIO_NORMS:
+            raise ValueError(f"audio adapter: norm {norm!r} is not accepted; choose {' or '.join(AUDIO_NORMS)}")
+        if not 0 <= high_freq <= sample_rate / 2:
+            raise ValueError(f"audio adapter: high_freq must be in [0, {sample_rate / 2:g}] Hz (0: Nyquist) at "
+                             f"sample_rate {sample_rate}, got {high_freq}")
+        if top_db < 0:
+            raise ValueError(f"audio adapter: top_db must be >= 0 (0: off), got {top_db}")
         if sample_rate < 1000:
             raise ValueError(f"audio adapter: sample_rate must be >= 1000 Hz, got {sample_rate}")
         if num_mel_bins < 1 or target_frames < 1:
@@ -95,6 +135,7 @@ class AudioAdapter(ModalityAdapter):
         self.norm_mean, self.norm_std = float(norm_mean), float(norm_std)
         self.freq_mask, self.time_mask, self.time_shift = int(freq_mask), int(time_mask), int(time_shift)
         self.noise = float(noise)
+        self.high_freq, self.top_db, self.norm = float(high_freq), float(top_db), str(norm)
 
     @property
     def num_samples(self) -> int:
@@ -106,7 +147,7 @@ class AudioAdapter(ModalityAdapter):
                 "target_frames": self.target_frames, "frame_length_ms": self.frame_length_ms,
                 "frame_shift_ms": self.frame_shift_ms, "norm_mean": self.norm_mean, "norm_std": self.norm_std,
                 "freq_mask": self.freq_mask, "time_mask": self.time_mask, "time_shift": self.time_shift,
-                "noise": self.noise}
+                "noise": self.noise, "high_freq": self.high_freq, "top_db": self.top_db, "norm": self.norm}
 
     def features(self, wave: torch.Tensor) -> torch.Tensor:
         """(B, N) waveforms → (B, target_frames, num_mel_bins) log-mel features, not normalised."""
@@ -114,7 +155,7 @@ class AudioAdapter(ModalityAdapter):
         wave = wave - wave.mean(dim=-1, keepdim=True)
         fb = kaldi_fbank(wave, sample_rate=self.sample_rate, num_mel_bins=self.num_mel_bins,
                          frame_length_ms=self.frame_length_ms, frame_shift_ms=self.frame_shift_ms, window="hanning",
-                         htk_compat=True, dither=0.0)
+                         htk_compat=True, dither=0.0, high_freq=self.high_freq)
         frames = fb.shape[-2]
         if frames < self.target_frames:
             fb = torch.nn.functional.pad(fb, (0, 0, 0, self.target_frames - frames))
@@ -125,7 +166,10 @@ class AudioAdapter(ModalityAdapter):
             raw = raw[:, 0]
         if raw.dim() != 2:
             raise ValueError(f"audio adapter expects mono waveforms (B, N) or (B, 1, N), got {tuple(raw.shape)}")
-        x = (self.features(raw) - self.norm_mean) / (2 * self.norm_std)  # (B, T, F)
+        fb = self.features(raw)  # (B, T, F)
+        if self.top_db:
+            fb = floor_top_db(fb, self.top_db)
+        x = utterance_norm(fb) if self.norm == "utterance" else (fb - self.norm_mean) / (2 * self.norm_std)
         x = x.transpose(1, 2)[:, None]  # (B, 1, F, T)
         if self.training:
             x = self.augment(x)

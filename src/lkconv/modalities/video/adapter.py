@@ -14,6 +14,13 @@ channel (ImageNet statistics for RGB, 0.5/0.5 otherwise) and arranges the frames
 ``channels``
     Frames stacked as channels: (B, T·C, H, W), frame-major (channel ``t·C + c`` is colour ``c`` of frame ``t``).
 
+With ``temporal_diff`` every frame also carries its difference to the next frame (``x[t+1] - x[t]`` of the
+normalised frames, zero for the last one) as ``C`` extra colour channels, before the layout: a pixel then sees the
+frame and how it changes, the input TSN calls RGB-diff. A camera pan or any motion is a sign pattern between the
+difference and the frame's spatial gradient at the same place, which the first convolution can pick up; without it
+the network must align frames several pixels apart first (see ``docs/defaults_evidence.md``, "Audio and video
+defaults").
+
 Train-time augmentation (a crop shared by all frames) lives in the data layer.
 """
 
@@ -28,7 +35,7 @@ import torch
 from ..base import ModalityAdapter
 from ..image.adapter import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["VIDEO_LAYOUTS", "VideoAdapter", "grid_shape", "video_to_map"]
+__all__ = ["VIDEO_LAYOUTS", "VideoAdapter", "grid_shape", "video_to_map", "with_temporal_diff"]
 
 VIDEO_LAYOUTS = ("reference", "grid", "channels")
 
@@ -67,6 +74,13 @@ def video_to_map(x: torch.Tensor, layout: str) -> torch.Tensor:
     raise ValueError(f"video layout {layout!r} is not accepted; choose one of {', '.join(VIDEO_LAYOUTS)}")
 
 
+def with_temporal_diff(x: torch.Tensor) -> torch.Tensor:
+    """(B, T, C, H, W) -> (B, T, 2C, H, W): each frame followed by ``x[t+1] - x[t]`` (zeros for the last frame)."""
+    diff = torch.zeros_like(x)
+    diff[:, :-1] = x[:, 1:] - x[:, :-1]
+    return torch.cat([x, diff], dim=2)
+
+
 class VideoAdapter(ModalityAdapter):
     """(B, T, C, H, W) clips → normalised (B, C', H', W') maps.
 
@@ -76,12 +90,15 @@ class VideoAdapter(ModalityAdapter):
         layout: ``reference``, ``grid`` or ``channels`` (see the module docstring).
         mean: Per-colour-channel mean (default: ImageNet's for 3 channels, 0.5 otherwise).
         std: Per-colour-channel std (default: ImageNet's for 3 channels, 0.5 otherwise).
+        temporal_diff: Add each frame's difference to the next as ``in_chans`` extra channels (see the module
+            docstring); the map then has twice the channels.
     """
 
     name = "video"
 
     def __init__(self, num_frames: int = 16, in_chans: int = 3, layout: str = "reference",
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 temporal_diff: bool = False) -> None:
         super().__init__()
         if layout not in VIDEO_LAYOUTS:
             raise ValueError(f"video layout {layout!r} is not accepted; choose one of {', '.join(VIDEO_LAYOUTS)}")
@@ -94,13 +111,18 @@ class VideoAdapter(ModalityAdapter):
         if len(mean) != in_chans or len(std) != in_chans or min(std) <= 0:
             raise ValueError(f"mean/std need {in_chans} entries (std > 0), got mean={mean}, std={std}")
         self.num_frames, self.in_chans, self.layout = num_frames, in_chans, layout
-        self.out_chans = num_frames * in_chans if layout == "channels" else in_chans
+        if not isinstance(temporal_diff, bool):
+            raise ValueError(f"temporal_diff must be true or false, got {temporal_diff!r}")
+        self.temporal_diff = temporal_diff
+        per_frame = in_chans * (2 if temporal_diff else 1)
+        self.out_chans = num_frames * per_frame if layout == "channels" else per_frame
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, -1, 1, 1), persistent=False)
 
     def config(self) -> dict[str, Any]:
         return {"num_frames": self.num_frames, "in_chans": self.in_chans, "layout": self.layout,
-                "mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
+                "mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist(),
+                "temporal_diff": self.temporal_diff}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5 or x.shape[1] != self.num_frames or x.shape[2] != self.in_chans:
@@ -111,4 +133,6 @@ class VideoAdapter(ModalityAdapter):
         elif not x.is_floating_point():
             raise ValueError(f"video adapter expects float in [0, 1] or uint8 clips, got dtype {x.dtype}")
         x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        if self.temporal_diff:
+            x = with_temporal_diff(x)
         return video_to_map(x, self.layout)

@@ -12,7 +12,8 @@ uniform too: one frame says nothing about the label, the direction, which only t
 Clips are generated on access from a seed (training clips are fresh every epoch; validation clips are fixed).
 
 ``modality_args`` (all optional): ``num_frames`` (16), ``channels`` (3 for files, 1 for ``moving-fashion``),
-``layout`` (``reference``, ``grid`` or ``channels``: see :mod:`lkconv.modalities.video`), ``aug`` (``crop`` or
+``layout`` (``reference``, ``grid`` or ``channels``: see :mod:`lkconv.modalities.video`), ``temporal_diff``
+(false: frame differences as extra channels, :class:`~lkconv.modalities.video.adapter.VideoAdapter`), ``aug`` (``crop`` or
 ``none``, files only), ``temporal_jitter`` (false; files only: :mod:`lkconv.modalities.video.augment`);
 ``moving-fashion`` only: ``directions`` (8 or 4), ``train_clips`` (4000), ``val_clips`` (1000). The run's
 ``img_size`` is the frame side (default 64 for ``moving-fashion``, 112 for files).
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 VIDEO_EXTENSIONS = ("mp4", "avi", "mkv", "webm", "mov")
-ADAPTER_OPTIONS = ("layout",)
+ADAPTER_OPTIONS = ("layout", "temporal_diff")
 DATA_OPTIONS = ("num_frames", "channels", "aug", "temporal_jitter")
 BUILTIN_OPTIONS = ("directions", "train_clips", "val_clips")
 _DECODE_MARGIN = 8 / 7  # decode a little larger than img_size, then crop
@@ -83,9 +84,11 @@ def video_options(cfg, *, builtin: bool = False) -> tuple[dict[str, Any], dict[s
     if layout not in VIDEO_LAYOUTS:
         raise DataError(f"modality_args.layout: {layout!r} is not accepted; choose {', '.join(VIDEO_LAYOUTS)}")
     adapter = {"num_frames": opts["num_frames"], "in_chans": opts["channels"], "layout": layout}
+    if "temporal_diff" in args:
+        adapter["temporal_diff"] = args["temporal_diff"]
     try:
         VideoAdapter(**adapter)
-    except ValueError as e:
+    except (TypeError, ValueError) as e:
         raise DataError(f"modality_args: {e}") from e
     s = int(np.sqrt(opts["num_frames"]))
     if layout == "reference" and opts["img_size"] % s:
@@ -93,14 +96,48 @@ def video_options(cfg, *, builtin: bool = False) -> tuple[dict[str, Any], dict[s
     return opts, adapter
 
 
+def decode_frames(path: str | Path, num_frames: int, size: int) -> torch.Tensor:
+    """``num_frames`` uniformly spread frames resized to ``size``×``size``: uint8 (T, H, W, 3)."""
+    from ...data.readers.video import read_video
+
+    return torch.from_numpy(read_video(path, num_frames=num_frames, size=(size, size)))
+
+
+def frames_to_clip(frames: torch.Tensor, channels: int) -> torch.Tensor:
+    """uint8 (T, H, W, 3) -> float (T, C, H, W) in [0, 1] (grey is the mean of R, G and B)."""
+    clip = frames.permute(0, 3, 1, 2).float().div_(255.0)
+    return clip.mean(1, keepdim=True) if channels == 1 else clip
+
+
 def read_clip(path: str | Path, num_frames: int, size: int, channels: int) -> torch.Tensor:
     """Decodes ``num_frames`` uniformly spread frames resized to ``size``×``size``: float (T, C, size, size) in [0, 1]
     (grey is the mean of R, G and B)."""
-    from ...data.readers.video import read_video
+    return frames_to_clip(decode_frames(path, num_frames, size), channels)
 
-    frames = torch.from_numpy(read_video(path, num_frames=num_frames, size=(size, size)))  # (T, H, W, 3) uint8
-    clip = frames.permute(0, 3, 1, 2).float().div_(255.0)
-    return clip.mean(1, keepdim=True) if channels == 1 else clip
+
+CACHE_BYTES = 1 << 30  # decoded uint8 frames of a whole split kept in memory up to this size (per process)
+
+
+class DecodedClips:
+    """The decoded uint8 frames of a split's files, kept after their first use when the whole split fits in
+    :data:`CACHE_BYTES` (else decoded every time).
+
+    Why: decoding is most of a small video run's time (15 of 25 s per epoch of 240 clips at 64 px), and a set of a
+    few hundred clips fits in a few hundred MB; the cached frames are the decoder's bytes, so every epoch sees
+    exactly what decoding would give (augmentation runs on them afterwards)."""
+
+    def __init__(self, files: list[Path], num_frames: int, size: int, n_used: int) -> None:
+        self.files, self.num_frames, self.size = files, num_frames, size
+        self.enabled = n_used * num_frames * size * size * 3 <= CACHE_BYTES
+        self.frames: dict[int, torch.Tensor] = {}
+
+    def __call__(self, i: int) -> torch.Tensor:
+        got = self.frames.get(i)
+        if got is None:
+            got = decode_frames(self.files[i], self.num_frames, self.size)
+            if self.enabled:
+                self.frames[i] = got
+        return got
 
 
 def _validate(path: Path) -> None:
@@ -124,12 +161,15 @@ def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = 
     decode = round(size * _DECODE_MARGIN) if opts["aug"] == "crop" else size
 
     jitter = opts["temporal_jitter"]
+    val_frames = DecodedClips(all_files, t, decode, len(va_idx))
+    train_frames = DecodedClips(all_files, JITTER_CANDIDATES * t, decode, len(tr_idx)) if jitter else \
+        DecodedClips(all_files, t, decode, len(tr_idx))
 
     def load(i: int) -> torch.Tensor:
-        return read_clip(all_files[i], t, decode, c)
+        return frames_to_clip(val_frames(i), c)
 
     def load_train(i: int) -> torch.Tensor:  # two candidate frames per segment for temporal jitter
-        return read_clip(all_files[i], JITTER_CANDIDATES * t, decode, c) if jitter else load(i)
+        return frames_to_clip(train_frames(i), c)
 
     def train_tf(clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         return crop_clip(temporal_jitter(clip, rng, t), size, rng)
