@@ -37,6 +37,8 @@ Usage::
     python benchmarks/bench_defaults.py --scratch /tmp/panel --out docs/defaults.md
     python benchmarks/bench_defaults.py --only ucr-GunPoint digits -- --epochs 30 --batch-size 16
     python benchmarks/bench_defaults.py --baselines-only
+    python benchmarks/bench_defaults.py --merge /tmp/panel/res/*.json --out docs/panel.md   # one table from runs
+                                                                                           # made one set at a time
 
 Everything after ``--`` is passed to ``lkconv train`` unchanged.
 """
@@ -740,6 +742,19 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merge_tables(paths: list[Path], out: Path | None) -> int:
+    """One table from the rows of several ``--out`` .json files, in panel order (sets not in the panel last)."""
+    rows = [r for p in paths for r in json.loads(Path(p).read_text())]
+    order = {e.name: i for i, e in enumerate(panel())}
+    rows.sort(key=lambda r: (order.get(r["name"], len(order)), r.get("options", "")))
+    text = table(rows)
+    print(text)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     extra: list[str] = []
@@ -758,8 +773,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="markdown table to write (and a .json beside it)")
     ap.add_argument("--threads", type=int, help="OMP_NUM_THREADS for the training runs (default: inherited); on a "
                     "shared machine 1 avoids oversubscription, which made 2-thread runs 20x slower here")
+    ap.add_argument("--merge", nargs="+", type=Path, help="train nothing: one table from the .json files earlier "
+                    "runs wrote beside their --out (e.g. sets run one at a time, two at once)")
     args = ap.parse_args(argv)
 
+    if args.merge:
+        return merge_tables(args.merge, args.out)
     entries = panel(args.alsa_deb)
     if args.list:
         for e in entries:
@@ -782,7 +801,7 @@ def main(argv: list[str] | None = None) -> int:
             e.make(folder)
             (folder / ".done").write_text("ok\n")
         row: dict = {"name": e.name, "modality": e.modality, "note": e.note, "published": e.published,
-                     "options": " ".join(extra)}
+                     "options": " ".join(extra), "load_avg_1min": round(os.getloadavg()[0], 2)}
         cache = folder / ".baselines.json"
         if cache.is_file():
             row.update(json.loads(cache.read_text()))

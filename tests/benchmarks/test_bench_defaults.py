@@ -81,3 +81,18 @@ def test_resample_keeps_a_tone_and_changes_the_rate():
     assert len(y) == 8000
     peak = np.argmax(np.abs(np.fft.rfft(y)))  # 1 s of signal: bin k is k Hz
     assert peak == 440
+
+
+def test_merge_writes_one_table_in_panel_order(tmp_path):
+    import json
+
+    rows = [{"name": "digits", "modality": "image", "rc": 0, "best_val_acc": 0.998, "last_val_acc": 0.993,
+             "last_train_acc": 0.999, "epochs_done": 72, "wall_s": 389.0, "peak_rss_mb": 448.0, "majority": 0.101,
+             "nn1": 0.984, "options": ""},
+             {"name": "zz-not-in-panel", "modality": "image", "rc": None, "options": ""}]
+    (tmp_path / "a.json").write_text(json.dumps(rows[1:]))
+    (tmp_path / "b.json").write_text(json.dumps(rows[:1]))
+    assert bd.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(tmp_path / "t.md")]) == 0
+    lines = (tmp_path / "t.md").read_text().splitlines()
+    assert lines[2].startswith("| digits | image | 99.8 / 99.3 | 99.9 | 72 | 389 | 448 | 10.1 | 98.4 |")
+    assert lines[3].startswith("| zz-not-in-panel | image | not run |") and len(lines) == 4

@@ -400,3 +400,21 @@ def test_predict_names_what_is_wrong_and_what_is_accepted(tmp_path, name, messag
         (tmp_path / name).write_bytes(b"\x93NUMPY junk")
     with pytest.raises(DataError, match=message):
         load_for_predict(tmp_path / name, {"channels": 1, "length": 8, "unequal": "resample"})
+
+
+def test_gaf_mean_downsampling_keeps_a_short_spike_that_linear_sampling_skips():
+    from lkconv.modalities.timeseries.adapter import TimeSeriesAdapter, resample_mean
+
+    x = torch.zeros(1, 1, 1460)
+    x[..., 700:705] = 10.0  # a 5-step spike between two of linear sampling's 64 sampling instants
+    # each of the 64 outputs averages its ~23 input steps: the spike's mass (50) spread over one segment
+    assert resample_mean(x, 64).amax() == pytest.approx(50 / 23, rel=0.1)
+    from lkconv.modalities.timeseries.adapter import resample_linear
+    assert resample_linear(x, 64).amax() == 0
+    assert torch.equal(resample_mean(x[..., :32], 64), resample_linear(x[..., :32], 64))  # lengthening: linear
+    lin = TimeSeriesAdapter(length=1460, downsample="linear").eval()
+    avg = TimeSeriesAdapter(length=1460, downsample="mean").eval()
+    assert avg.config()["downsample"] == "mean"
+    assert not torch.allclose(lin(x), avg(x))
+    with pytest.raises(ValueError, match="downsample='max' is not accepted; choose one of linear, mean"):
+        TimeSeriesAdapter(downsample="max")

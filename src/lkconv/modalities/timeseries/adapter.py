@@ -18,7 +18,9 @@ Mappings (``mapping``):
     into a D-channel map: time runs along the rows and wraps to the next row (a TimesNet-style 2-D fold with the
     row length as period).
 ``gaf``
-    Gramian angular fields: every channel is resampled to S = ``map_size`` steps, min-max scaled to x̃ ∈ [-1, 1]
+    Gramian angular fields: every channel is resampled to S = ``map_size`` steps (``downsample``: ``linear``
+    interpolation, or ``mean``: the piecewise aggregate approximation, PAA, averaging the steps that fall into
+    each of the S segments, so that spikes shorter than L / S steps are not skipped), min-max scaled to x̃ ∈ [-1, 1]
     and turned into three S×S images, GASF ``cos(φi + φj)``, GADF ``sin(φi − φj)`` (φ = arccos x̃) and the signed
     difference ``(zj − zi) / 2`` of the normalised values; 3·C channels (+C mask images ``mi·mj``). No parameters.
 ``sequence``
@@ -44,10 +46,12 @@ from torch import nn
 
 from ..base import ModalityAdapter
 
-__all__ = ["TimeSeriesAdapter", "MAPPINGS", "masked_stats", "resample_linear", "gramian_fields"]
+__all__ = ["TimeSeriesAdapter", "MAPPINGS", "DOWNSAMPLE", "masked_stats", "resample_linear", "resample_mean",
+           "gramian_fields"]
 
 MAPPINGS = ("square", "fold", "gaf", "sequence")
 NORMS = ("instance", "none", "dataset")
+DOWNSAMPLE = ("linear", "mean")
 
 
 def masked_stats(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,6 +77,18 @@ def resample_linear(x: torch.Tensor, length: int) -> torch.Tensor:
     if x.shape[-1] == 1:
         return x.expand(*x.shape[:-1], length)
     return F.interpolate(x, size=length, mode="linear", align_corners=True)
+
+
+def resample_mean(x: torch.Tensor, length: int) -> torch.Tensor:
+    """(B, C, L) to (B, C, length): the mean of each of ``length`` equal segments (PAA) when shortening, linear
+    interpolation (:func:`resample_linear`) when lengthening.
+
+    Why: linear interpolation to far fewer points samples the series at ``length`` instants and skips whatever lies
+    between them (a 1460-step series at 64 points keeps one step in 23); averaging keeps every step's contribution.
+    """
+    if x.shape[-1] <= length:
+        return resample_linear(x, length)
+    return F.adaptive_avg_pool1d(x, length)
 
 
 def gramian_fields(z: torch.Tensor) -> torch.Tensor:
@@ -106,6 +122,8 @@ class TimeSeriesAdapter(ModalityAdapter):
         horizon: Forecast horizon H (0: classification); the backbone then has ``in_chans * horizon`` outputs.
         noise: Std of Gaussian noise added to the normalised values in training (0: off).
         scale: Random amplitude scaling range in training (0: off).
+        downsample: How ``gaf`` shortens a series to ``map_size`` steps: ``linear`` (interpolation) or ``mean``
+            (PAA, :func:`resample_mean`).
     """
 
     name = "timeseries"
@@ -114,13 +132,17 @@ class TimeSeriesAdapter(ModalityAdapter):
                  embed_dim: int | None = None, fold_cols: int | None = None, fold_rows: int | None = None,
                  norm: str = "instance", mask_channel: bool = False, horizon: int = 0, noise: float = 0.0,
                  scale: float = 0.0, channel_mean: list[float] | None = None,
-                 channel_std: list[float] | None = None) -> None:
+                 channel_std: list[float] | None = None, downsample: str = "linear") -> None:
         super().__init__()
         if mapping not in MAPPINGS:
             raise ValueError(f"timeseries adapter: mapping={mapping!r} is not accepted; choose one of "
                              f"{', '.join(MAPPINGS)}")
         if norm not in NORMS:
             raise ValueError(f"timeseries adapter: norm={norm!r} is not accepted; choose one of {', '.join(NORMS)}")
+        if downsample not in DOWNSAMPLE:
+            raise ValueError(f"timeseries adapter: downsample={downsample!r} is not accepted; choose one of "
+                             f"{', '.join(DOWNSAMPLE)}")
+        self.downsample = downsample
         if in_chans < 1 or length < 1 or map_size < 4 or horizon < 0 or noise < 0 or not 0 <= scale < 1:
             raise ValueError(f"timeseries adapter: need in_chans >= 1, length >= 1, map_size >= 4, horizon >= 0, "
                              f"noise >= 0, 0 <= scale < 1; got {in_chans}, {length}, {map_size}, {horizon}, {noise}, "
@@ -163,7 +185,8 @@ class TimeSeriesAdapter(ModalityAdapter):
         return {"in_chans": self.in_chans, "length": self.length, "mapping": self.mapping, "map_size": self.map_size,
                 "embed_dim": self.embed_dim, "fold_cols": self.fold_cols, "fold_rows": self.fold_rows,
                 "norm": self.norm, "mask_channel": self.mask_channel, "horizon": self.horizon, "noise": self.noise,
-                "scale": self.scale, "channel_mean": self.channel_mean, "channel_std": self.channel_std}
+                "scale": self.scale, "channel_mean": self.channel_mean, "channel_std": self.channel_std,
+                "downsample": self.downsample}
 
     @property
     def num_outputs(self) -> int:
@@ -214,10 +237,11 @@ class TimeSeriesAdapter(ModalityAdapter):
             inp = torch.cat([z, m], 1) if self.mask_channel else z
             e = self.embed(resample_linear(inp, n))  # (B, D, rows·cols)
             return e.view(e.shape[0], self.embed_dim, self.fold_rows, self.fold_cols)
-        z_s = resample_linear(z, self.map_size)
+        resample = resample_mean if self.downsample == "mean" else resample_linear
+        z_s = resample(z, self.map_size)
         maps = gramian_fields(z_s)
         if self.mask_channel:
-            m_s = resample_linear(m, self.map_size)
+            m_s = resample(m, self.map_size)
             maps = torch.cat([maps, m_s[..., :, None] * m_s[..., None, :]], 1)
         return maps
 

@@ -24,7 +24,7 @@ same validation windows; ``season`` comes from ``modality_args.season``, else 12
 quarterly one, else 1.
 
 Adapter options in ``modality_args`` are passed through: ``mapping``, ``map_size``, ``embed_dim``, ``fold_cols``,
-``fold_rows``, ``norm``, ``mask_channel``, ``noise``, ``scale`` (see :mod:`lkconv.modalities.timeseries`).
+``fold_rows``, ``norm``, ``mask_channel``, ``noise``, ``scale``, ``downsample`` (see :mod:`lkconv.modalities.timeseries`).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ __all__ = ["build_data", "load_for_predict", "fix_length", "forecast_windows", "
            "classification_bundle", "forecast_bundle", "infer_season"]
 
 ADAPTER_OPTIONS = ("mapping", "map_size", "embed_dim", "fold_cols", "fold_rows", "norm", "mask_channel", "noise",
-                 "scale")
+                 "scale", "downsample")
 CLASSIFY_OPTIONS = ("length", "unequal", "aug")
 FORECAST_OPTIONS = ("columns", "season", "val_steps")
 _SERIES_SUFFIXES = (".ts", ".npz")
