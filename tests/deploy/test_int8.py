@@ -158,14 +158,17 @@ def trained_run(tmp_path_factory):
     from lkconv.engine.trainer import train
 
     torch.manual_seed(0)
+    # no layer scale: with γ at its 1e-6 start, one epoch leaves every block's branch ~0 and int8 could not matter
     return train({"data": "builtin:fashion-mnist", "out": str(tmp_path_factory.mktemp("int8") / "run"),
-                  "model": "unireplknet_a", "model_args": TINY, "epochs": 1, "batch_size": 64, "lr": 3e-3,
+                  "model": "unireplknet_a", "model_args": {**TINY, "layer_scale_init_value": None}, "epochs": 2,
+                  "batch_size": 64, "lr": 3e-3,
                   "img_size": 32, "max_train_samples": 1500, "max_val_samples": 1000, "progress": False})
 
 
 def test_int8_top1_agreement_on_a_trained_model(trained_run):
     """Calibrated on the run's own training images (a run directory as ``calibration``), the int8 model's top-1
-    agrees with fp32 on >= 97 % of 1000 held-out images (measured: see docs/int8.md)."""
+    agrees with fp32 on >= 99 % of 1000 held-out images (measured 99.9 %, as bf16 alone; 100 % with the float
+    layers in fp32; the model reaches ~70 % accuracy)."""
     from lkconv.engine.evaluate import run_train_config
     from lkconv.modalities import build_data
 
@@ -177,7 +180,8 @@ def test_int8_top1_agreement_on_a_trained_model(trained_run):
     q = optimize_for_inference(model, x[:64], dtype=torch.int8, calibration=trained_run)
     out = torch.cat([q(b) for b in x.split(250)])
     agree = (out.argmax(-1) == ref.argmax(-1)).float().mean().item()
-    assert agree >= 0.97, agree
+    assert agree >= 0.99, agree
+    assert (out - ref).abs().max().item() < 2e-2 * (ref.max() - ref.min()).item()  # measured 3.5e-3
 
 
 def test_cli_export_int8(trained_run, tmp_path, capsys):
