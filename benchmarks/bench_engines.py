@@ -115,7 +115,7 @@ def build_engines(model: torch.nn.Module, x: torch.Tensor, calibration: list[tor
                 elif name == "ort-qdq":
                     from lkconv.deploy.int8 import optimize_int8
 
-                    q = optimize_int8(model, x, calibration, float_dtype=torch.float32)
+                    q = optimize_int8(model, x, calibration, float_dtype=torch.float32, choose=False)
                     fns[name] = _ort_session(export_onnx(model, x, workdir / "qdq.onnx", int8=q), threads)
                 elif name == "ort-int8":
                     if cal_batches is None:

@@ -369,7 +369,7 @@ def _int8_model(args: argparse.Namespace, model, x):
         calibration = [torch.randn_like(x) for _ in range(args.calibration_batches)]
     # fp32 for the layers kept in float: the exported graph is fp32, so the check compares like with like
     return optimize_int8(model.cpu(), x.cpu(), calibration, float_dtype=torch.float32,
-                         calibration_batches_max=args.calibration_batches)
+                         calibration_batches_max=args.calibration_batches, choose=False)  # every block in int8
 
 
 def cmd_tune(args: argparse.Namespace) -> int:

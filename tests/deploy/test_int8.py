@@ -69,7 +69,7 @@ def test_int8_model_equals_qdq_reference(randomize):
     m = tiny_model(randomize)
     x = torch.randn(8, 3, 32, 32)
     cal = [torch.randn(8, 3, 32, 32) for _ in range(3)]
-    q = optimize_int8(m, x, cal, float_dtype=torch.float32)
+    q = optimize_int8(m, x, cal, float_dtype=torch.float32, choose=False)
     blocks = [b for b in q.net.modules() if isinstance(b, Int8UniRepLKNetBlock)]
     assert len(blocks) == sum(TINY["depths"]) and q.quantization["layers"] == 2 * len(blocks)
     assert q.quantization["calibration_batches"] == 3
@@ -81,7 +81,24 @@ def test_int8_model_equals_qdq_reference(randomize):
     assert (want - fp32).abs().max().item() > 1e-6 * span  # the reference is quantized, not the float model
     qb = optimize_for_inference(m, x, dtype=torch.int8, calibration=cal)  # the public route: bf16 float layers
     assert qb.dtype == torch.bfloat16
+    assert qb.quantization["blocks"] == len(blocks) and 0 <= qb.quantization["blocks_int8"] <= len(blocks)
     assert (qb(x) - want).abs().max().item() <= 2e-2 * span
+
+
+def test_a_block_that_chose_float_runs_and_exports_its_float_form(randomize):
+    from lkconv.deploy.int8 import QDQUniRepLKNetBlock
+
+    m = tiny_model(randomize)
+    x = torch.randn(4, 3, 32, 32)
+    q = optimize_int8(m, x, [x], float_dtype=torch.float32, choose=False)
+    name, block = next(iter(q.int8_blocks.items()))
+    block.use_int8 = False  # as if int8 had measured slower for this block
+    ref = qdq_model(m, q)
+    assert not isinstance(ref.get_submodule(name), QDQUniRepLKNetBlock)
+    assert sum(isinstance(b, QDQUniRepLKNetBlock) for b in ref.modules()) == sum(TINY["depths"]) - 1
+    with torch.no_grad():
+        want = ref(x)
+    assert (q(x) - want).abs().max().item() <= 1e-4 * (want.max() - want.min()).item()
 
 
 def test_int8_bad_arguments(randomize):
@@ -129,7 +146,7 @@ def test_int8_onnx_export_runs_in_onnxruntime(randomize, tmp_path):
 
     m = tiny_model(randomize)
     x = torch.randn(4, 3, 32, 32)
-    q = optimize_int8(m, x, [torch.randn(8, 3, 32, 32) for _ in range(2)], float_dtype=torch.float32)
+    q = optimize_int8(m, x, [torch.randn(8, 3, 32, 32) for _ in range(2)], float_dtype=torch.float32, choose=False)
     path = export_onnx(m, x, tmp_path / "q.onnx", int8=q)
     graph = onnx.load(str(path)).graph
     ops = [n.op_type for n in graph.node]

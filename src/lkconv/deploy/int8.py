@@ -166,21 +166,54 @@ class Int8Pointwise(nn.Module):
         return f"{self.qweight.shape[1]}→{self.qweight.shape[0]}, x_scale={self.x_scale:.3g}, zp={self.x_zero_point}"
 
 
+#: Whether int8 beat the float block, per (input shape, float dtype, pw1 weight shape, threads), in this process.
+_INT8_CHOICES: dict[tuple, bool] = {}
+
+
 class Int8UniRepLKNetBlock(nn.Module):
     """UniRepLKNet's block with int8 pointwise layers: mixer → [BN] → SE (float) → int8 pw1 + GELU → GRN (float) →
-    int8 pw2 → + x. Built from a :class:`FastUniRepLKNetBlock` (same parameters), calibrating until frozen."""
+    int8 pw2 → + x. Built from a :class:`FastUniRepLKNetBlock` (same parameters), calibrating until frozen.
+
+    int8 pays two quantization passes over the block's activations for a faster GEMM; on wide early-stage maps the
+    passes cost more than the GEMM saves (measured on UniRepLKNet-T, batch 16: stage 0 int8 is 0.5x the bf16 block,
+    stage 3 1.35x). So with ``choose`` set for one forward (as :func:`optimize_int8` does on ``example_input``)
+    the block times itself both ways on its real input and keeps the faster one (``use_int8``); the float way is
+    the fused block it was built from (``float_form``).
+    """
 
     def __init__(self, block: FastUniRepLKNetBlock, percentile: float | None = DEFAULT_PERCENTILE) -> None:
         super().__init__()
         self.dwconv, self.norm, self.se, self.grn_gamma = block.dwconv, block.norm, block.se, block.grn_gamma
         self.pw1 = Int8Pointwise(block.pw1.weight[:, :, 0, 0], block.pw1.bias, percentile)
         self.pw2 = Int8Pointwise(block.pw2.weight[:, :, 0, 0], block.pw2.bias, percentile)
+        self.float_form = block
+        self.use_int8 = True
+        self.choose = False
 
     def freeze(self) -> None:
         self.pw1.freeze()
         self.pw2.freeze()
 
+    def _choose(self, x: torch.Tensor) -> None:
+        from ..ops.dwconv.timing import measure
+        from .fast_unireplknet import POINTWISE_REPS
+
+        key = (tuple(x.shape), x.dtype, tuple(self.pw1.qweight.shape), torch.get_num_threads())
+        if key not in _INT8_CHOICES:
+            times = measure({"int8": lambda: self._int8_forward(x), "float": lambda: self.float_form(x)},
+                            POINTWISE_REPS)
+            _INT8_CHOICES[key] = times["int8"] < times["float"]
+        self.use_int8 = _INT8_CHOICES[key]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.choose and self.pw1.frozen:
+            self._choose(x)
+            self.choose = False
+        if not self.use_int8:
+            return self.float_form(x)
+        return self._int8_forward(x)
+
+    def _int8_forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.dwconv(x)
         if self.norm is not None:
             y = self.norm(y)
@@ -190,6 +223,9 @@ class Int8UniRepLKNetBlock(nn.Module):
         h = gelu_grn(h.permute(0, 3, 1, 2), self.grn_gamma, gelu_done=True)
         out = self.pw2(h.permute(0, 2, 3, 1), out_dtype=x.dtype).permute(0, 3, 1, 2)
         return out.add_(x)
+
+    def extra_repr(self) -> str:
+        return f"use_int8={self.use_int8}"
 
 
 class QDQUniRepLKNetBlock(nn.Module):
@@ -296,7 +332,7 @@ def calibration_batches(calibration, batch_size: int = CALIBRATION_BATCH_SIZE) -
 def optimize_int8(model: nn.Module, example_input: torch.Tensor, calibration, *,
                   float_dtype: torch.dtype = torch.bfloat16, percentile: float | None = DEFAULT_PERCENTILE,
                   calibration_batches_max: int = DEFAULT_CALIBRATION_BATCHES, channels_last: bool = True,
-                  plan_depthwise: bool = True, micro_batch: int | str | None = "auto"):
+                  plan_depthwise: bool = True, micro_batch: int | str | None = "auto", choose: bool = True):
     """The int8 deploy model of ``model`` (see the module docstring); CPU only.
 
     Args:
@@ -306,6 +342,8 @@ def optimize_int8(model: nn.Module, example_input: torch.Tensor, calibration, *,
         float_dtype: The precision of the layers kept in float (bf16 or fp32).
         percentile: Calibrated range of each quantized layer's input; None for min/max.
         calibration_batches_max: At most this many calibration batches are run.
+        choose: Let each block time int8 against its float form on ``example_input``'s activations and keep the
+            faster (:class:`Int8UniRepLKNetBlock`); False runs every block in int8.
     """
     from ..engine.device import model_device
     from ..layers.planned_dwconv import PlannedDepthwiseConv2d  # noqa: F401  (pass 4 below)
@@ -354,15 +392,20 @@ def optimize_int8(model: nn.Module, example_input: torch.Tensor, calibration, *,
     wrapped = OptimizedModel(net, float_dtype, channels_last, micro_batch)
     wrapped.eval()
     wrapped(example_input)  # measures the depthwise plans for these shapes (or reads them from the cache)
+    if choose:
+        for b in blocks.values():
+            b.choose = True
+        wrapped(example_input)
     wrapped.int8_blocks = blocks
-    wrapped.quantization = {"layers": 2 * len(blocks), "float_dtype": str(float_dtype), "percentile": percentile,
-                            "calibration_batches": seen}
+    used = sum(b.use_int8 for b in blocks.values())
+    wrapped.quantization = {"layers": 2 * used, "blocks_int8": used, "blocks": len(blocks),
+                            "float_dtype": str(float_dtype), "percentile": percentile, "calibration_batches": seen}
     return wrapped
 
 
 def qdq_model(model: nn.Module, int8_model: nn.Module) -> nn.Module:
-    """A re-parameterized copy of ``model`` whose UniRepLKNet blocks compute the fake-quant reference of
-    ``int8_model`` (the result of :func:`optimize_int8` on ``model``): plain torch, fp32, ONNX-exportable in QDQ
+    """A re-parameterized copy of ``model`` whose UniRepLKNet blocks that run in int8 compute the fake-quant reference
+    of ``int8_model`` (the result of :func:`optimize_int8` on ``model``): plain torch, fp32, ONNX-exportable in QDQ
     form, and equal to the int8 model up to float rounding."""
     from ..models._reparam import reparameterize_model
 
@@ -371,6 +414,8 @@ def qdq_model(model: nn.Module, int8_model: nn.Module) -> nn.Module:
         raise ValueError("int8_model must be what optimize_for_inference(..., dtype=torch.int8) returned")
     net = reparameterize_model(copy.deepcopy(model).eval())
     for name, int8_block in blocks.items():
+        if not int8_block.use_int8:  # the block chose its float form: the plain block computes it
+            continue
         parent_name, _, attr = name.rpartition(".")
         parent = net.get_submodule(parent_name) if parent_name else net
         setattr(parent, attr, QDQUniRepLKNetBlock(getattr(parent, attr), int8_block))

@@ -248,7 +248,9 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, *, dty
         choose_pointwise: Let inference forms that can (``calibrate``; UniRepLKNet's fast block) measure how to run
             their pointwise layers (oneDNN with GELU / the residual addition in the epilogue, oneDNN alone, or
             ``F.linear``; see :func:`lkconv.ops.fused.pointwise_gelu`) on ``example_input``'s activations, once per
-            distinct block shape (UniRepLKNet-T at batch 16: ~5 s); False keeps oneDNN with the epilogues.
+            distinct block shape (UniRepLKNet-T at batch 16: ~5 s); False keeps oneDNN with the epilogues. With
+            ``dtype=torch.int8``: let each block keep int8 or its bf16 form, whichever measured faster; False: int8
+            everywhere.
         calibration: With ``dtype=torch.int8`` only: input batches, a dataset or a run directory to calibrate the
             activation ranges on (see :func:`lkconv.deploy.int8.calibration_batches`).
     """
@@ -258,7 +260,7 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, *, dty
         if compile:
             raise ValueError("compile=True is not supported with dtype=torch.int8")
         return optimize_int8(model, example_input, calibration, channels_last=channels_last,
-                             plan_depthwise=plan_depthwise, micro_batch=micro_batch)
+                             plan_depthwise=plan_depthwise, micro_batch=micro_batch, choose=choose_pointwise)
     if calibration is not None:
         raise ValueError("calibration= is used with dtype=torch.int8 only")
     if not (micro_batch is None or micro_batch == "auto" or (isinstance(micro_batch, int) and micro_batch > 0)):
