@@ -1,6 +1,12 @@
 """Per-layer rates of UniRepLKNet's dense (pointwise) layers in fp32, bf16 and int8 on this CPU (issue 17).
 
-Run: ``python benchmarks/bench_int8_layers.py [--model t] [--batch 16] [--img 224] [--repeats 7] [--threads 1]``
+Run: ``python benchmarks/bench_int8_layers.py [--model t] [--batch 16] [--img 224] [--repeats 7] [--threads 1]
+[--blocks]``
+
+``--blocks`` times whole blocks instead (the first block of each stage, random weights, calibrated on random
+activations): lkconv's fused bf16 block (``FastUniRepLKNetBlock``) against the int8 block of
+``optimize_for_inference(dtype=torch.int8)`` (``Int8UniRepLKNetBlock``) with its float layers in bf16 and in fp32 —
+what the int8 GEMM gains once the quantization passes and the float layers around it are paid.
 
 Each stage's two pointwise layers (C -> 4C and 4C -> C, on B·H·W tokens) are timed side by side, round robin,
 medians over repeats, as:
@@ -105,6 +111,35 @@ def layer_rates(tokens: int, cin: int, cout: int, repeats: int, clock: str) -> d
     return interleaved_medians(fns, repeats, warmup=2, clock=clock)
 
 
+def block_rates(model: str, batch: int, img: int, repeats: int, clock: str) -> list[tuple[int, dict[str, float]]]:
+    """Seconds per call of the first block of each stage: fused bf16, int8 (bf16 around), int8 (fp32 around)."""
+    import copy
+
+    import lkconv
+    from lkconv.deploy.int8 import Int8UniRepLKNetBlock
+    from lkconv.models._reparam import reparameterize_model
+
+    net = reparameterize_model(lkconv.create_model(f"unireplknet_{model}").eval())
+    out = []
+    with torch.inference_mode():
+        for i, stage in enumerate(net.stages):
+            c, side = WIDTHS[model][i], img // (4 * 2**i)
+            x = torch.randn(batch, c, side, side).contiguous(memory_format=torch.channels_last)
+            fast = stage[0].inference_form()
+            forms = {}
+            for name, dtype in (("int8 (bf16 around)", torch.bfloat16), ("int8 (fp32 around)", torch.float32)):
+                q = Int8UniRepLKNetBlock(copy.deepcopy(fast))
+                q(x)  # calibrate
+                q.freeze()
+                forms[name] = (q.to(dtype=dtype), x.to(dtype))
+            bf = copy.deepcopy(fast).to(dtype=torch.bfloat16)
+            xb = x.bfloat16()
+            fns = {"bf16 fused": lambda bf=bf, xb=xb: bf(xb)}
+            fns.update({k: (lambda m=m, v=v: m(v)) for k, (m, v) in forms.items()})
+            out.append((i, interleaved_medians(fns, repeats, warmup=2, clock=clock)))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", choices=sorted(WIDTHS), default="t")
@@ -113,11 +148,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--engine", default="x86", help="torch.backends.quantized.engine (x86, fbgemm, onednn)")
+    p.add_argument("--blocks", action="store_true", help="time whole blocks (bf16 fused vs int8) instead")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     torch.backends.quantized.engine = a.engine
     steady_allocator()
     clock = "thread" if a.threads == 1 else "wall"
+    if a.blocks:
+        print(f"# {machine_description()}; clock {clock}; unireplknet_{a.model} first block of each stage, batch "
+              f"{a.batch}, {a.img}²; ms per call and speed vs the bf16 fused block")
+        print("| stage | bf16 fused ms | int8 (bf16 around) ms | int8 (fp32 around) ms | int8 bf16-around / bf16 | "
+              "int8 fp32-around / bf16 |")
+        print("|---|---|---|---|---|---|")
+        total: dict[str, float] = {}
+        for i, t in block_rates(a.model, a.batch, a.img, a.repeats, clock):
+            for k, v in t.items():
+                total[k] = total.get(k, 0.0) + v
+            rows = [t["bf16 fused"], t["int8 (bf16 around)"], t["int8 (fp32 around)"]]
+            print(f"| {i} | " + " | ".join(f"{1e3 * v:.2f}" for v in rows) + " | "
+                  + " | ".join(f"{rows[0] / v:.2f}×" for v in rows[1:]) + " |", flush=True)
+        rows = [total["bf16 fused"], total["int8 (bf16 around)"], total["int8 (fp32 around)"]]
+        print("| sum | " + " | ".join(f"{1e3 * v:.2f}" for v in rows) + " | "
+              + " | ".join(f"{rows[0] / v:.2f}×" for v in rows[1:]) + " |")
+        return 0
     print(f"# {machine_description()}; quantized engine {a.engine}; clock {clock}; "
           f"unireplknet_{a.model} pointwise layers, batch {a.batch}, {a.img}²")
     cols = ("fp32", "bf16", "int8 gemm", "int8 +q/dq", "int8 dynamic", "onednn u8→bf16", "onednn +q")

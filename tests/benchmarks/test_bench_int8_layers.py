@@ -29,3 +29,11 @@ def test_onednn_linear_equals_the_float_layer_within_int8_rounding():
     assert y.dtype == torch.bfloat16
     # two int8 roundings (input, weight) and a bf16 output: ~1 % of the largest output
     assert float((y.float() - ref).abs().max() / ref.abs().max()) < 0.03
+
+
+def test_block_rates_time_bf16_and_int8_blocks(one_thread):
+    rows = bi.block_rates("a", batch=1, img=32, repeats=1, clock="thread")
+    assert [i for i, _ in rows] == [0, 1, 2, 3]
+    for _, t in rows:
+        assert set(t) == {"bf16 fused", "int8 (bf16 around)", "int8 (fp32 around)"}
+        assert all(math.isfinite(v) and v > 0 for v in t.values())

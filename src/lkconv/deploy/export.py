@@ -78,7 +78,8 @@ def read_onnx_metadata(path: str | Path) -> dict[str, str]:
 
 @torch.no_grad()
 def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path, *, opset: int = 18,
-                dynamic_batch: bool = True, metadata: dict[str, str] | None = None) -> Path:
+                dynamic_batch: bool = True, metadata: dict[str, str] | None = None,
+                int8: nn.Module | None = None) -> Path:
     """Fuses a copy of ``model`` and writes it as one self-contained ONNX file.
 
     Args:
@@ -88,10 +89,19 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path,
         opset: ONNX opset version.
         dynamic_batch: Make the batch dimension dynamic.
         metadata: ONNX ``metadata_props``; default :func:`onnx_metadata` of ``model`` (no source run).
+        int8: ``optimize_for_inference(model, ..., dtype=torch.int8, calibration=...)``'s result: write its quantized
+            layers in QDQ form (QuantizeLinear/DequantizeLinear around them, per-channel int8 weight initializers;
+            :func:`lkconv.deploy.int8.qdq_model`), with its calibrated scales.
     """
     _need("onnx")
     _need("onnxscript")
-    net = reparameterize_model(copy.deepcopy(model).eval())
+    table = None
+    if int8 is not None:
+        from .int8 import onnx_translation_table, qdq_model
+
+        net, table = qdq_model(model, int8), onnx_translation_table()
+    else:
+        net = reparameterize_model(copy.deepcopy(model).eval())
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     dynamic_shapes = None
@@ -108,7 +118,7 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path,
         warnings.simplefilter("ignore")
         program = torch.onnx.export(net, (example_input,), dynamo=True, dynamic_shapes=dynamic_shapes,
                                     opset_version=opset, external_data=False, input_names=["input"],
-                                    output_names=["output"], verbose=False)
+                                    output_names=["output"], verbose=False, custom_translation_table=table)
     noisy.setLevel(level)
     tmp = path.with_name(f".{path.name}.tmp")
     program.save(str(tmp), external_data=False)

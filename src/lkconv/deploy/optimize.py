@@ -227,14 +227,15 @@ def _auto_micro_batch(net: nn.Module, example: torch.Tensor) -> int | None:
 def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, *, dtype: torch.dtype = torch.float32,
                            compile: bool = False, channels_last: bool = True,
                            plan_depthwise: bool = True, micro_batch: int | str | None = "auto",
-                           choose_pointwise: bool = True) -> OptimizedModel:
+                           choose_pointwise: bool = True, calibration=None) -> OptimizedModel:
     """Returns a fused, layout-consistent, planned copy of ``model`` whose outputs equal the original's.
 
     Args:
         model: Any lkconv model, or a module containing them (a run's ``PerceptionModel``); left unchanged.
         example_input: A batch of the shape you will run; plans are measured on it (and warm any compile).
         dtype: ``torch.float32`` (outputs equal to 1e-4 relative) or ``torch.bfloat16`` (faster, approximate);
-            ``torch.float16`` too for a CUDA model.
+            ``torch.float16`` too for a CUDA model; ``torch.int8`` (CPU) quantizes UniRepLKNet's pointwise layers
+            after calibrating on ``calibration``, the rest in bf16 (:func:`lkconv.deploy.int8.optimize_int8`).
         compile: Also ``torch.compile`` the network (``dynamic=False``: one compile per input shape). TorchDynamo
             keeps at most ``torch._dynamo.config.recompile_limit`` (8) graphs per Python function, shared by all
             models of the same class in a process; past it, further models run eagerly (with a warning). Raise the
@@ -247,15 +248,29 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, *, dty
         choose_pointwise: Let inference forms that can (``calibrate``; UniRepLKNet's fast block) measure how to run
             their pointwise layers (oneDNN with GELU / the residual addition in the epilogue, oneDNN alone, or
             ``F.linear``; see :func:`lkconv.ops.fused.pointwise_gelu`) on ``example_input``'s activations, once per
-            distinct block shape (UniRepLKNet-T at batch 16: ~5 s); False keeps oneDNN with the epilogues.
+            distinct block shape (UniRepLKNet-T at batch 16: ~5 s); False keeps oneDNN with the epilogues. With
+            ``dtype=torch.int8``: let each block keep int8 or its bf16 form, whichever measured faster; False: int8
+            everywhere.
+        calibration: With ``dtype=torch.int8`` only: input batches, a dataset or a run directory to calibrate the
+            activation ranges on (see :func:`lkconv.deploy.int8.calibration_batches`).
     """
+    if dtype == torch.int8:
+        from .int8 import optimize_int8
+
+        if compile:
+            raise ValueError("compile=True is not supported with dtype=torch.int8")
+        return optimize_int8(model, example_input, calibration, channels_last=channels_last,
+                             plan_depthwise=plan_depthwise, micro_batch=micro_batch, choose=choose_pointwise)
+    if calibration is not None:
+        raise ValueError("calibration= is used with dtype=torch.int8 only")
     if not (micro_batch is None or micro_batch == "auto" or (isinstance(micro_batch, int) and micro_batch > 0)):
         raise ValueError(f"micro_batch must be a positive int, 'auto' or None, got {micro_batch!r}")
     device = model_device(model)
     on_cpu = device.type == "cpu"
     allowed = (torch.float32, torch.bfloat16) if on_cpu else (torch.float32, torch.bfloat16, torch.float16)
     if dtype not in allowed:
-        raise ValueError(f"dtype must be one of {', '.join(map(str, allowed))} for a {device.type} model, got {dtype}")
+        accepted = ", ".join(map(str, allowed)) + (", torch.int8 (with calibration=)" if on_cpu else "")
+        raise ValueError(f"dtype must be one of {accepted} for a {device.type} model, got {dtype}")
     example_input = example_input.to(device)
     net = copy.deepcopy(model).eval()
     reparameterize_model(net)  # 1
