@@ -2,6 +2,7 @@
 (a :class:`CudaProbe` stands in for the machine); the CUDA runs themselves are marked ``cuda`` and skip here."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -239,3 +240,17 @@ def test_train_on_cuda_then_load_on_cpu(image_folder, tmp_path):
     on_cpu = predict_files(run, [png], device="cpu")
     on_gpu = predict_files(run, [png], device="cuda")
     assert on_cpu[0]["top"][0][0] == on_gpu[0]["top"][0][0]
+
+
+def test_cpu_bf16_autocast_trains(image_folder, tmp_path, one_thread):
+    """``amp: true`` on the CPU (bf16 autocast) runs a whole training run through the large-kernel training path."""
+    from lkconv.engine.auto_recipe import SMALL_UNIREPLKNET
+    from lkconv.engine.trainer import train
+
+    run = train(tiny_config(image_folder, tmp_path / "run", epochs=1, device="cpu", amp=True, batch_size=16,
+                            model_args=SMALL_UNIREPLKNET))
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["resolved"]["precision"] == "bf16 autocast"
+    rows = (run / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert math.isfinite(float(rows[-1].split(",")[header.index("train_loss")]))

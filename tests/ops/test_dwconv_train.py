@@ -111,3 +111,25 @@ def test_a_unireplknet_training_step_matches_the_torch_path(monkeypatch):
         assert err_ours < max(3 * err_torch, 1e-5), (name, err_ours, err_torch)
         checked += 1
     assert checked > 40
+
+
+@needs_ext
+@pytest.mark.parametrize(("n", "c", "side", "k", "d"), [(64, 64, 2, 5, 1), (64, 64, 2, 3, 3), (2, 16, 10, 7, 1)])
+def test_runs_in_fp32_under_cpu_autocast(n, c, side, k, d):
+    """``amp: true`` on the CPU: the fast path must not hand a bf16 result to its fp32-only backward (on small maps
+    the planned forward is F.conv2d, which autocast ran in bf16, and backward raised a dtype error); under autocast
+    it computes in fp32 and has the fp32 gradients."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, c, side, side, generator=g).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(c, 1, k, k, generator=g)
+    grad_out = torch.randn(n, c, side, side, generator=g)
+    grads = []
+    for amp in (False, True):
+        xi, wi = x.clone().requires_grad_(), w.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            y = depthwise_conv2d_train(xi, wi, None, (d * (k - 1) // 2,) * 2, (d, d))
+        assert y.dtype == torch.float32
+        y.backward(grad_out)
+        grads.append((y.detach(), xi.grad, wi.grad))
+    for plain, autocast in zip(*grads):
+        torch.testing.assert_close(autocast, plain, rtol=0, atol=0)  # the same fp32 computation

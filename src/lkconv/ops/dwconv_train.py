@@ -65,7 +65,10 @@ def depthwise_grad_weight(x: torch.Tensor, grad_out: torch.Tensor, kernel_size: 
 
 
 class _DepthwiseTrainFn(torch.autograd.Function):
+    # Under CPU autocast (``amp: true``) the planned forward would hand F.conv2d's bf16 result to a backward that is
+    # fp32-only: this op runs in fp32 (autocast off inside, inputs fp32) and its backward sees fp32 gradients.
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
     def forward(ctx, x, weight, bias, padding, dilation):
         ctx.save_for_backward(x, weight)
         ctx.conf = (padding, dilation, bias is not None)
@@ -73,6 +76,7 @@ class _DepthwiseTrainFn(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
         (ph, pw), (dh, dw), has_bias = ctx.conf
