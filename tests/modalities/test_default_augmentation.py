@@ -221,3 +221,73 @@ def test_align_option_is_checked(tmp_path):
     assert point_options(cfg)[0]["align"] == "pca"
     with pytest.raises(DataError, match="align"):
         point_options(cfg.replace(modality_args={"align": "icp"}))
+
+
+# --- time series: aug auto (check_series_aug) ------------------------------------------------------------------------
+
+def _periodic_set(n_per_class=20, length=1000, periods=(20, 21, 22, 23, 24), seed=0):
+    """The class is the period of a fine oscillation (as in ACSF1's appliance cycles): stretching or warping the
+    time axis moves it to another class's period."""
+    g = np.random.default_rng(seed)
+    t = np.arange(length)
+    xs, ys = [], []
+    for label, p in enumerate(periods):
+        for _ in range(n_per_class):
+            xs.append(np.sin(2 * np.pi * t / p) + 0.1 * g.standard_normal(length))
+            ys.append(label)
+    return torch.tensor(np.array(xs), dtype=torch.float32)[:, None], ys
+
+
+def _shape_set(n_per_class=20, length=150, seed=0):
+    """The class is a shape (bump, dip, step) that slicing and warping keep."""
+    g = np.random.default_rng(seed)
+    t = np.linspace(-1, 1, length)
+    shapes = [np.exp(-(t / 0.2) ** 2), -np.exp(-(t / 0.2) ** 2), (t > 0).astype(float)]
+    xs, ys = [], []
+    for label, s in enumerate(shapes):
+        for _ in range(n_per_class):
+            shift = g.uniform(-0.1, 0.1)
+            xs.append(np.interp(t, t + shift, s) + 0.05 * g.standard_normal(length))
+            ys.append(label)
+    return torch.tensor(np.array(xs), dtype=torch.float32)[:, None], ys
+
+
+def test_aug_check_drops_what_erases_the_class_and_keeps_the_rest():
+    from lkconv.modalities.timeseries.augment import KEEP_SHARE, check_series_aug
+
+    x, y = _periodic_set()
+    c = check_series_aug(x, y)
+    assert c.clean > 0.9 and c.chance == pytest.approx(0.2)
+    assert c.kept == () and all(v["share"] < KEEP_SHARE for v in c.kinds.values()), c.summary()
+    assert "dropped" in c.summary()
+    x, y = _shape_set()
+    c = check_series_aug(x, y)
+    assert c.kept == ("slice", "warp"), c.summary()
+    assert check_series_aug(x, y, seed=3).kinds == check_series_aug(x, y, seed=3).kinds  # seeded
+    noise = torch.randn(40, 1, 50)  # clean 1-NN at chance: no evidence, nothing dropped
+    assert check_series_aug(noise, [i % 2 for i in range(40)]).kept in (("slice", "warp"), ("slice",), ("warp",))
+    assert parse_series_aug("auto") == ("slice", "warp")
+
+
+def _write_univariate_ts(path, x, y):
+    head = "@problemName P\n@timeStamps false\n@univariate true\n@equalLength true\n@classLabel true " + \
+        " ".join(f"c{k}" for k in sorted(set(y))) + "\n@data\n"
+    path.write_text(head + "".join(",".join(f"{v:.4f}" for v in row[0].tolist()) + f":c{label}\n"
+                                   for row, label in zip(x, y)))
+
+
+def test_aug_auto_in_the_data_layer_and_the_recorded_recipe(tmp_path):
+    from lkconv.engine.recipe import resolve_run
+
+    x, y = _periodic_set()
+    _write_univariate_ts(tmp_path / "P_TRAIN.ts", x, y)
+    _write_univariate_ts(tmp_path / "P_TEST.ts", x[::4], y[::4])
+    cfg = TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), modality="timeseries")
+    r = resolve_run(cfg)
+    assert r.cfg.modality_args["aug"] == "auto"
+    assert r.data.notes["aug"] == "none" and "dropped" in r.data.notes["aug_check"]
+    assert r.augmentation["data_aug"] == "none" and "dropped" in r.augmentation["data_aug_check"]
+    x0 = r.data.train[0][0]
+    assert torch.equal(r.data.train[0][0], x0)  # no slicing/warping left: the sample is the file's series
+    given = resolve_run(cfg.replace(modality_args={"aug": "slice+warp"}))  # the user's choice is not checked
+    assert given.data.notes["aug"] == "slice+warp" and "aug_check" not in given.data.notes

@@ -9,7 +9,9 @@ Before the data is read (:func:`modality_defaults`; only keys the user did not g
 
 * augmentation on for every modality's classification folders (:data:`AUGMENTATION`, :func:`augmentation_defaults`;
   ``augment: false`` turns each of its keys off, any key given in ``modality_args`` wins): time series — window
-  slicing and warping, jitter, amplitude scaling; images — crops, photometric changes, flips only where the rule of
+  slicing and warping (``aug: auto``: each kept unless it erases the class on the training series, as a
+  nearest neighbour sees it — :func:`lkconv.modalities.timeseries.augment.check_series_aug`), jitter, amplitude
+  scaling; images — crops, photometric changes, flips only where the rule of
   :func:`lkconv.modalities.image.augment.auto_flip` says they keep the class; audio — SpecAugment, time shift,
   noise (speed, band-limiting and gain exist but stay off: no win on the real-speech panel); point clouds — SO(3) pose, anisotropic scale, jitter,
   point dropout; video — shared crops, temporal jitter;
@@ -74,9 +76,12 @@ FINETUNE_MAX_WARMUP = 1.0  # epochs
 # modality -> (modality_args with augmentation on, the same keys with it off, what "on" means). The transforms live
 # beside each modality's data code (lkconv.modalities.<name>.augment); the evidence is in docs/defaults.md.
 AUGMENTATION: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
-    "timeseries": ({"aug": "slice+warp", "noise": 0.05, "scale": 0.1},
+    # aug auto: slicing and warping, each kept unless it erases the class on the user's training series
+    # (lkconv.modalities.timeseries.augment.check_series_aug: ACSF1 21.0 -> see docs/defaults.md)
+    "timeseries": ({"aug": "auto", "noise": 0.05, "scale": 0.1},
                    {"aug": "none", "noise": 0.0, "scale": 0.0},
-                   "window slicing + warping, jitter (noise 0.05), amplitude scaling +-10 %"),
+                   "window slicing + warping (each unless a nearest-neighbour check on the training series says "
+                   "it erases the class), jitter (noise 0.05), amplitude scaling +-10 %"),
     "image": ({"flip": "auto", "color": 0.2},
               {"aug": "none", "flip": False, "color": 0.0},
               "crops (rrc from 64 px, else pad_crop), flips only where they keep the class (flip: auto), "
@@ -165,7 +170,7 @@ def augmentation_record(cfg, data) -> dict[str, Any]:
     on, off, _ = AUGMENTATION[cfg.modality]
     keys = list(dict.fromkeys([*on, *off]))
     out: dict[str, Any] = {k: cfg.modality_args[k] for k in keys if k in cfg.modality_args}
-    for note in ("aug", "flip", "wave_aug"):
+    for note in ("aug", "flip", "wave_aug", "aug_check"):
         if isinstance(data.notes.get(note), str):
             out[f"data_{note}"] = data.notes[note]
     return out

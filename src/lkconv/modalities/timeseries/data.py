@@ -11,8 +11,10 @@ Every case is brought to one length L (``modality_args.length``, default the lon
 (default) stretches each case's observed span linearly to L; ``unequal: pad`` keeps the values and pads the end
 with NaN (crops cases longer than L). Missing values stay NaN in the raw tensor; the adapter fills them and, with
 ``mask_channel`` (on by default when any NaN remains), passes the mask. Train augmentation ``aug`` (``none``,
-``slice``, ``warp`` or ``slice+warp``; :mod:`lkconv.modalities.timeseries.augment`): ``slice`` takes a random window
-of 80–100 % of the series and stretches it back to L, ``warp`` speeds up or slows down a random 10 % window.
+``slice``, ``warp``, ``slice+warp`` or ``auto``; :mod:`lkconv.modalities.timeseries.augment`): ``slice`` takes a random window
+of 80–100 % of the series and stretches it back to L, ``warp`` speeds up or slows down a random 10 % window;
+``auto`` (the automatic recipe's default) keeps each unless a nearest-neighbour check on the training series finds
+that it erases the class (the check's numbers go to the data summary as ``aug_check``).
 
 Forecasting (``task: forecast``), ``data`` is a delimited table with one column per series (optional date index
 column) or ``builtin:airline``. Samples are windows of ``lookback`` steps followed by ``horizon`` targets. The last
@@ -41,7 +43,7 @@ from ...data.datasets import (DataBundle, DataError, SampleDataset, check_option
 from ...data.readers.tabular import SeriesTable, read_csv_series
 from ...data.readers.ts import TimeSeriesData, read_series
 from .adapter import TimeSeriesAdapter
-from .augment import augment_series, parse_series_aug
+from .augment import augment_series, check_series_aug, parse_series_aug
 
 __all__ = ["build_data", "load_for_predict", "fix_length", "forecast_windows", "forecast_baselines",
            "classification_bundle", "forecast_bundle", "infer_season"]
@@ -174,6 +176,14 @@ def classification_bundle(train: TimeSeriesData | None, test: TimeSeriesData | N
     adapter_args = {"mask_channel": has_nan, **adapter_args, "in_chans": int(x_all.shape[1]), "length": int(length)}
     adapter_args = _validated_adapter_args(adapter_args)
     tensors = torch.from_numpy(np.ascontiguousarray(x_all, dtype=np.float32))
+    check_note = None
+    if margs.get("aug") == "auto":  # keep each kind only where it keeps the class (check_series_aug)
+        if tr_idx:
+            check = check_series_aug(tensors[torch.as_tensor(tr_idx)], [y_all[i] for i in tr_idx], cfg.seed)
+            aug_kinds, check_note = check.kept, check.summary()
+        else:
+            aug_kinds = ()
+        aug = "+".join(aug_kinds) or "none"
 
     def load(i: int) -> torch.Tensor:
         return tensors[i]
@@ -188,7 +198,7 @@ def classification_bundle(train: TimeSeriesData | None, test: TimeSeriesData | N
                       notes={"train_samples": len(tr_idx), "val_samples": len(va_idx), "length": int(length),
                              "channels": int(x_all.shape[1]), "unequal": unequal, "aug": aug,
                              "equal_length": bool((lengths == lengths[0]).all()), "has_missing": has_nan,
-                             **(notes or {})},
+                             **({"aug_check": check_note} if check_note else {}), **(notes or {})},
                       preprocessing={"length": int(length), "unequal": unequal, "channels": int(x_all.shape[1]),
                                      "task": "classify"})
 
