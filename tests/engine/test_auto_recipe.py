@@ -142,3 +142,48 @@ def test_default_image_run_on_a_small_folder(image_folder, tmp_path, capsys):
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["batch_size"] == 8 and config["model_args"] == SMALL_UNIREPLKNET
     assert "result: val accuracy" in capsys.readouterr().out
+
+
+def test_budget_is_checked_again_after_the_first_epoch(tmp_path, monkeypatch, capsys):
+    """The first look at the step time (after 8 steps) may see one-off costs (decoding into the video and audio
+    caches): video-pan's first steps cut 100 epochs to 58 and the run then used 137 s of its 10 minutes. A second
+    look early in the second epoch re-plans the epochs from the rate then. A fake clock makes epoch 0's steps 2.5x
+    slower than the later ones (it advances on every call)."""
+    import time as real_time
+
+    from lkconv.engine import trainer as tr
+
+    clock = {"t": 0.0, "tick": 0.05}
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter():
+            clock["t"] += clock["tick"]
+            return clock["t"]
+
+        def __getattr__(self, name):
+            return getattr(real_time, name)
+
+    monkeypatch.setattr(tr, "time", FakeTime())
+    train_epoch = tr.Trainer.train_epoch
+
+    def timed_epoch(self, epoch):
+        clock["tick"] = 0.05 if epoch == 0 else 0.02
+        return train_epoch(self, epoch)
+
+    monkeypatch.setattr(tr.Trainer, "train_epoch", timed_epoch)
+    data = _series_npz(tmp_path, n_train=160, n_val=8, channels=1)
+    out = tmp_path / "run"
+    tr.train({"data": str(data), "out": str(out), "modality": "timeseries", "batch_size": 16, "budget": 0.15,
+              "model_args": {"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64], "kernel_sizes": [[3], [3], [3], [3]]},
+              "modality_args": {"aug": "none"}, "progress": False})
+    printed = capsys.readouterr().out
+    first = int(printed.split("over the --budget of 0.15 min: ")[1].split(" epochs")[0])
+    assert "time estimate after the first epoch" in printed
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    planned = auto_epochs(160 // 16)
+    assert first < config["epochs"] <= planned, (first, config["epochs"])
+    assert f"({config['epochs']} epochs fit" not in printed  # the message names the new number, then the old one
+    assert f"{config['epochs']} epochs fit the --budget of 0.15 min (was {first})" in printed
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert len(rows) == config["epochs"]

@@ -146,6 +146,13 @@ class Trainer:
         self._plan_schedule()
         self.start_epoch, self.step, self.history, self.best = 0, 0, [], None
         self._timing: tuple[float | None, int, float] | None = (None, 0, 0.0)  # for check_budget
+        # --budget is checked twice: after the first steps, and again early in the second epoch, when the first
+        # epoch's one-off costs (decoding into the video/audio caches, warm-up of the kernels) are paid: video-pan's
+        # first steps said 58 epochs, the run then took 137 s of its 10 minutes
+        self._planned_epochs = cfg.epochs
+        self._recheck = state is None and self.epochs_auto and cfg.budget > 0
+        self._rechecking = False
+        self._started: float | None = None
         if state is not None:
             self._restore(state)
         if info.is_main:
@@ -229,14 +236,19 @@ class Trainer:
     def check_budget(self, steps_done: int, elapsed: float) -> None:
         """After the first steps: print the time estimate and, with auto epochs and a budget, cut the epochs to fit
         (the cosine schedule is re-planned; config.yaml records the cut)."""
+        spent = time.perf_counter() - self._started if self._started is not None else 0.0
         if self.info.enabled:  # every process must reach the same decision
-            elapsed = all_reduce_sum([elapsed], self.info)[0] / self.info.world_size
+            elapsed, spent = (v / self.info.world_size for v in all_reduce_sum([elapsed, spent], self.info))
         steps_per_epoch = self.total_steps // self.cfg.epochs
         per_epoch = elapsed / max(steps_done, 1) * steps_per_epoch
         evals = math.ceil(self.cfg.epochs / self.cfg.eval_every)
         eval_s = per_epoch / 3 * len(self.data.val) / max(len(self.data.train), 1)  # forward only: ~1/3 of a step
         total = per_epoch * self.cfg.epochs + eval_s * evals
         budget_s = self.cfg.budget * 60
+        if self._rechecking:
+            self._rechecking = False
+            self._recheck_budget(per_epoch, eval_s, spent, budget_s)
+            return
         msg = f"time estimate: {per_epoch:.1f} s/epoch, ~{total / 60:.1f} min for {self.cfg.epochs} epochs"
         if self.epochs_auto and budget_s > 0 and total > budget_s and self.cfg.epochs > 1:
             fit = int(budget_s * 0.9 / (per_epoch + eval_s / self.cfg.eval_every))
@@ -244,6 +256,20 @@ class Trainer:
             if epochs < self.cfg.epochs:
                 msg += f"; over the --budget of {self.cfg.budget:g} min: {epochs} epochs instead"
                 self._cut_epochs(epochs)
+        if self.info.is_main:
+            print(msg, flush=True)
+
+    def _recheck_budget(self, per_epoch: float, eval_s: float, spent: float, budget_s: float) -> None:
+        """The second look (early in the second epoch): the epochs that fit in what is left of the budget at the
+        rate measured now, between the current epoch and the rule's own number; the schedule is re-planned when
+        that differs from the first look's."""
+        done = self.start_epoch + 1  # epochs finished; the current one counts among those to fit
+        fit = int(max(budget_s * 0.9 - spent, 0.0) / (per_epoch + eval_s / self.cfg.eval_every))
+        epochs = max(done + 1, min(self._planned_epochs, done + fit))
+        msg = f"time estimate after the first epoch: {per_epoch:.1f} s/epoch"
+        if epochs != self.cfg.epochs:
+            msg += f"; {epochs} epochs fit the --budget of {self.cfg.budget:g} min (was {self.cfg.epochs})"
+            self._cut_epochs(epochs)
         if self.info.is_main:
             print(msg, flush=True)
 
@@ -287,8 +313,13 @@ class Trainer:
         """One pass over the training set: the epoch's history row so far (training metrics) and its timing."""
         cfg, info = self.cfg, self.info
         t0 = time.perf_counter()
+        if self._started is None:
+            self._started = t0
         if self._timing is not None:  # the gap since the last epoch (evaluation, checkpoint) is not a step
             self._timing = (None, *self._timing[1:])
+        elif self._recheck and epoch == self.start_epoch + 1 and epoch < self.cfg.epochs:
+            self._recheck, self._rechecking = False, True
+            self._timing = (None, 0, 0.0)
         cuda = self.device.type == "cuda"
         if cuda:
             torch.cuda.reset_peak_memory_stats(self.device)
