@@ -8,7 +8,10 @@ What is quantized, and why:
   **per tensor, asymmetric** (scale and zero point from ranges calibrated on user data: a percentile of each
   batch's values, or min/max). They run on oneDNN's int8 GEMM (``torch.ops.onednn.qlinear_pointwise``: AMX-INT8 /
   VNNI where the CPU has them), which reads the uint8 input and writes the float output directly (no output
-  requantization), ``pwconv1`` with the exact GELU in its epilogue;
+  requantization), ``pwconv1`` with the exact GELU in its epilogue. Their uint8 input is written by the C kernels
+  that produce it, in the same pass: the SE gating before ``pwconv1`` and the GRN scaling before ``pwconv2``
+  (``quantize=`` of :func:`~lkconv.ops.fused.se_gate` / :func:`~lkconv.ops.fused.gelu_grn`: the codes
+  ``torch.quantize_per_tensor`` gives, no float tensor written and re-read by a separate quantization);
 * **everything else stays float** (``float_dtype``: bf16 by default, or fp32): the stem and downsampling layers,
   the depthwise convolutions (bandwidth-bound: int8 halves bytes only where the map is read once), the norms, SE,
   GRN, the head. Their share of time is the bound on what int8 can gain (see ``docs/int8.md``).
@@ -144,12 +147,18 @@ class Int8Pointwise(nn.Module):
         return self.qweight.float() * self.weight_scale[:, None]
 
     def forward(self, x: torch.Tensor, gelu: bool = False, out_dtype: torch.dtype | None = None) -> torch.Tensor:
-        out_dtype = out_dtype or x.dtype
+        """``x``: float, or (frozen layer only) uint8 codes already quantized with this layer's ``x_scale`` and
+        ``x_zero_point`` (e.g. written by :func:`~lkconv.ops.fused.se_gate` / ``gelu_grn`` with ``quantize=``):
+        no quantization pass then. ``out_dtype``: default ``x``'s float dtype (fp32 for uint8 codes)."""
+        codes = x.dtype == torch.uint8
+        out_dtype = out_dtype or (torch.float32 if codes else x.dtype)
+        if codes and not self.frozen:
+            raise ValueError("uint8 input needs a frozen layer (its scale and zero point); calibrate on float input")
         if not self.frozen:
             self.observer.update(x)
             y = F.linear(x.float(), self.weight_fp32, self.bias_fp32)
             return (F.gelu(y) if gelu else y).to(out_dtype)
-        q = _quiet_quantize(x.float().contiguous(), self.x_scale, self.x_zero_point)
+        q = x.contiguous() if codes else _quiet_quantize(x.float().contiguous(), self.x_scale, self.x_zero_point)
         op = _qlinear_op()
         if op is None:  # no oneDNN: the reference arithmetic (dequantize, fp32 GEMM)
             y = F.linear((q.float() - self.x_zero_point) * self.x_scale, self.dequantized_weight(), self.bias_fp32)
@@ -217,11 +226,15 @@ class Int8UniRepLKNetBlock(nn.Module):
         y = self.dwconv(x)
         if self.norm is not None:
             y = self.norm(y)
-        se = self.se
-        y = se_gate(y, se.down.weight, se.down.bias, se.up.weight, se.up.bias)
-        h = self.pw1(y.permute(0, 2, 3, 1), gelu=True, out_dtype=x.dtype)  # NHWC in, NHWC out
-        h = gelu_grn(h.permute(0, 3, 1, 2), self.grn_gamma, gelu_done=True)
-        out = self.pw2(h.permute(0, 2, 3, 1), out_dtype=x.dtype).permute(0, 3, 1, 2)
+        se, pw1, pw2 = self.se, self.pw1, self.pw2
+        # frozen: the SE gating and the GRN scaling write the int8 layers' uint8 input codes themselves (one pass, no
+        # float tensor written and re-read by a separate quantization); calibrating: float, for the observers
+        q1 = (pw1.x_scale, pw1.x_zero_point) if pw1.frozen else None
+        q2 = (pw2.x_scale, pw2.x_zero_point) if pw2.frozen else None
+        y = se_gate(y, se.down.weight, se.down.bias, se.up.weight, se.up.bias, quantize=q1)
+        h = pw1(y.permute(0, 2, 3, 1), gelu=True, out_dtype=x.dtype)  # NHWC in, NHWC out
+        h = gelu_grn(h.permute(0, 3, 1, 2), self.grn_gamma, gelu_done=True, quantize=q2)
+        out = pw2(h.permute(0, 2, 3, 1), out_dtype=x.dtype).permute(0, 3, 1, 2)
         return out.add_(x)
 
     def extra_repr(self) -> str:
