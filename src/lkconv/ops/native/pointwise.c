@@ -178,8 +178,12 @@ void lk_scale_channels(void* y, const float* s, int64_t B, int64_t HW, int64_t C
  * exact) where not. */
 static inline void quant_store_u8(uint8_t* dst, v16 v, float inv, float zp) {
     typedef uint8_t v16b __attribute__((vector_size(16)));
+#if defined(__FMA__) || defined(__aarch64__)
+    v16 t = v * inv + zp;                           /* contracted into one FMA (gnu11: -ffp-contract=fast) */
+#else
     v16 t = v;
     for (int k = 0; k < VL; ++k) t[k] = __builtin_fmaf(v[k], inv, zp);
+#endif
     const v16i below = t < 255.0f;                  /* false for NaN: it becomes 255 */
     t = lk_vbits((lk_vint(t) & below) | (lk_vint((v16){0} + 255.0f) & ~below));
     const v16i above = t > 0.0f;
