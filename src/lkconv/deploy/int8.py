@@ -183,11 +183,12 @@ class Int8UniRepLKNetBlock(nn.Module):
     """UniRepLKNet's block with int8 pointwise layers: mixer → [BN] → SE (float) → int8 pw1 + GELU → GRN (float) →
     int8 pw2 → + x. Built from a :class:`FastUniRepLKNetBlock` (same parameters), calibrating until frozen.
 
-    int8 pays two quantization passes over the block's activations for a faster GEMM; on wide early-stage maps the
-    passes cost more than the GEMM saves (measured on UniRepLKNet-T, batch 16: stage 0 int8 is 0.5x the bf16 block,
-    stage 3 1.35x). So with ``choose`` set for one forward (as :func:`optimize_int8` does on ``example_input``)
-    the block times itself both ways on its real input and keeps the faster one (``use_int8``); the float way is
-    the fused block it was built from (``float_form``).
+    The SE gating and the GRN scaling write the int8 layers' uint8 input in their own pass (no separate quantization
+    pass); still, on the wide early-stage maps the GEMMs' gain is small against the rest of the block and int8 can
+    lose (measured on UniRepLKNet-T, batch 16, one thread: stage 0 ~0.9x the bf16 block, stage 1 ~0.95x, stage 2
+    ~1.1x, stage 3 1.6x; docs/int8.md). So with ``choose`` set for one forward (as :func:`optimize_int8` does on
+    ``example_input``) the block times itself both ways on its real input and keeps the faster one (``use_int8``);
+    the float way is the fused block it was built from (``float_form``).
     """
 
     def __init__(self, block: FastUniRepLKNetBlock, percentile: float | None = DEFAULT_PERCENTILE) -> None:
