@@ -64,6 +64,12 @@ def test_int8_pointwise_takes_uint8_codes():
         want = layer(x, gelu=gelu, out_dtype=torch.float32)
         got = layer(codes, gelu=gelu)  # out_dtype: fp32 by default for codes
         assert got.dtype == torch.float32 and torch.equal(got, want)
+        # the residual in the epilogue: the sum, rounded once (fp32: to 1e-6 of the range), and a separate addition
+        # where the residual cannot go there (not contiguous)
+        res = torch.randn(2, 7, 5, 32).transpose(1, 2)
+        for r in (res, res.contiguous()):
+            got = layer(codes, gelu=gelu, residual=r)
+            assert (got - (want + r)).abs().max() <= 1e-6 * (want + r).abs().max()
 
 
 def _separate_quantization_forward(block: Int8UniRepLKNetBlock, x: torch.Tensor) -> torch.Tensor:
@@ -76,7 +82,7 @@ def _separate_quantization_forward(block: Int8UniRepLKNetBlock, x: torch.Tensor)
     y = se_gate(y, se.down.weight, se.down.bias, se.up.weight, se.up.bias)
     h = block.pw1(y.permute(0, 2, 3, 1), gelu=True, out_dtype=x.dtype)
     h = gelu_grn(h.permute(0, 3, 1, 2), block.grn_gamma, gelu_done=True)
-    return block.pw2(h.permute(0, 2, 3, 1), out_dtype=x.dtype).permute(0, 3, 1, 2) + x
+    return block.pw2(h.permute(0, 2, 3, 1), out_dtype=x.dtype, residual=x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -146,10 +146,14 @@ class Int8Pointwise(nn.Module):
     def dequantized_weight(self) -> torch.Tensor:
         return self.qweight.float() * self.weight_scale[:, None]
 
-    def forward(self, x: torch.Tensor, gelu: bool = False, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, gelu: bool = False, out_dtype: torch.dtype | None = None,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
         """``x``: float, or (frozen layer only) uint8 codes already quantized with this layer's ``x_scale`` and
         ``x_zero_point`` (e.g. written by :func:`~lkconv.ops.fused.se_gate` / ``gelu_grn`` with ``quantize=``):
-        no quantization pass then. ``out_dtype``: default ``x``'s float dtype (fp32 for uint8 codes)."""
+        no quantization pass then. ``out_dtype``: default ``x``'s float dtype (fp32 for uint8 codes).
+        ``residual``: a tensor of the output's shape added to it (after GELU), in oneDNN's epilogue when it is
+        contiguous and of ``out_dtype`` and there is no GELU (the sum rounded once to ``out_dtype``), else as a
+        separate addition."""
         codes = x.dtype == torch.uint8
         out_dtype = out_dtype or (torch.float32 if codes else x.dtype)
         if codes and not self.frozen:
@@ -157,17 +161,25 @@ class Int8Pointwise(nn.Module):
         if not self.frozen:
             self.observer.update(x)
             y = F.linear(x.float(), self.weight_fp32, self.bias_fp32)
-            return (F.gelu(y) if gelu else y).to(out_dtype)
+            y = F.gelu(y) if gelu else y
+            return (y if residual is None else y + residual.float()).to(out_dtype)
         q = x.contiguous() if codes else _quiet_quantize(x.float().contiguous(), self.x_scale, self.x_zero_point)
         op = _qlinear_op()
         if op is None:  # no oneDNN: the reference arithmetic (dequantize, fp32 GEMM)
             y = F.linear((q.float() - self.x_zero_point) * self.x_scale, self.dequantized_weight(), self.bias_fp32)
-            return (F.gelu(y) if gelu else y).to(out_dtype)
+            y = F.gelu(y) if gelu else y
+            return (y if residual is None else y + residual.float()).to(out_dtype)
         if out_dtype not in self._bias:
             self._bias[out_dtype] = None if self.bias_fp32 is None else self.bias_fp32.to(out_dtype)
         zeros = torch.zeros(self.qweight.shape[0], dtype=torch.long)
-        return op(q, self.x_scale, self.x_zero_point, self._packed, self.weight_scale, zeros,
-                  self._bias[out_dtype], 1.0, 0, out_dtype, "gelu" if gelu else "none", [], "none")
+        unary = "gelu" if gelu else "none"
+        # (oneDNN's qlinear has no GELU before a binary post-op: "unsupported unary post op gelu with binary ...")
+        if residual is not None and not gelu and residual.dtype == out_dtype and residual.is_contiguous():
+            return op.binary(q, self.x_scale, self.x_zero_point, self._packed, self.weight_scale, zeros, residual,
+                             self._bias[out_dtype], 1.0, 0, out_dtype, 1.0, 0, "add", 1.0, "none", [], "none")
+        y = op(q, self.x_scale, self.x_zero_point, self._packed, self.weight_scale, zeros, self._bias[out_dtype],
+               1.0, 0, out_dtype, unary, [], "none")
+        return y if residual is None else y.add_(residual)
 
     def extra_repr(self) -> str:
         if not self.frozen:
@@ -235,8 +247,8 @@ class Int8UniRepLKNetBlock(nn.Module):
         y = se_gate(y, se.down.weight, se.down.bias, se.up.weight, se.up.bias, quantize=q1)
         h = pw1(y.permute(0, 2, 3, 1), gelu=True, out_dtype=x.dtype)  # NHWC in, NHWC out
         h = gelu_grn(h.permute(0, 3, 1, 2), self.grn_gamma, gelu_done=True, quantize=q2)
-        out = pw2(h.permute(0, 2, 3, 1), out_dtype=x.dtype).permute(0, 3, 1, 2)
-        return out.add_(x)
+        # + x in pw2's epilogue (x channels_last: its NHWC view is contiguous), else a separate addition
+        return pw2(h.permute(0, 2, 3, 1), out_dtype=x.dtype, residual=x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
     def extra_repr(self) -> str:
         return f"use_int8={self.use_int8}"
