@@ -8,10 +8,11 @@ What is quantized, and why:
   **per tensor, asymmetric** (scale and zero point from ranges calibrated on user data: a percentile of each
   batch's values, or min/max). They run on oneDNN's int8 GEMM (``torch.ops.onednn.qlinear_pointwise``: AMX-INT8 /
   VNNI where the CPU has them), which reads the uint8 input and writes the float output directly (no output
-  requantization), ``pwconv1`` with the exact GELU in its epilogue. Their uint8 input is written by the C kernels
-  that produce it, in the same pass: the SE gating before ``pwconv1`` and the GRN scaling before ``pwconv2``
-  (``quantize=`` of :func:`~lkconv.ops.fused.se_gate` / :func:`~lkconv.ops.fused.gelu_grn`: the codes
-  ``torch.quantize_per_tensor`` gives, no float tensor written and re-read by a separate quantization);
+  requantization), ``pwconv1`` with the exact GELU in its epilogue, ``pwconv2`` with the residual addition in
+  its. Their uint8 input is written by the C kernels that produce it, in the same pass: the SE gating before
+  ``pwconv1`` and the GRN scaling before ``pwconv2`` (``quantize=`` of :func:`~lkconv.ops.fused.se_gate` /
+  :func:`~lkconv.ops.fused.gelu_grn`: the codes ``torch.quantize_per_tensor`` gives, no float tensor written and
+  re-read by a separate quantization);
 * **everything else stays float** (``float_dtype``: bf16 by default, or fp32): the stem and downsampling layers,
   the depthwise convolutions (bandwidth-bound: int8 halves bytes only where the map is read once), the norms, SE,
   GRN, the head. Their share of time is the bound on what int8 can gain (see ``docs/int8.md``).
@@ -197,8 +198,8 @@ class Int8UniRepLKNetBlock(nn.Module):
 
     The SE gating and the GRN scaling write the int8 layers' uint8 input in their own pass (no separate quantization
     pass); still, on the wide early-stage maps the GEMMs' gain is small against the rest of the block and int8 can
-    lose (measured on UniRepLKNet-T, batch 16, one thread: stage 0 ~0.9x the bf16 block, stage 1 ~0.95x, stage 2
-    ~1.1x, stage 3 1.6x; docs/int8.md). So with ``choose`` set for one forward (as :func:`optimize_int8` does on
+    lose (measured on UniRepLKNet-T, batch 16, one thread: stages 0-1 ~1.0x the bf16 block, stage 2 ~1.15x, stage 3
+    1.6x; docs/int8.md). So with ``choose`` set for one forward (as :func:`optimize_int8` does on
     ``example_input``) the block times itself both ways on its real input and keeps the faster one (``use_int8``);
     the float way is the fused block it was built from (``float_form``).
     """
