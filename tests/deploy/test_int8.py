@@ -49,6 +49,62 @@ def test_int8_pointwise_equals_fake_quant(cin, cout, gelu):
     assert (got - exact).abs().max() > 1e-4
 
 
+def test_int8_pointwise_takes_uint8_codes():
+    """Codes quantized with the layer's own scale and zero point skip its quantization pass: the same output."""
+    from lkconv.ops.fused import quantize_u8
+
+    layer = Int8Pointwise(torch.randn(32, 16) / 4, torch.randn(32) * 0.1, percentile=None)
+    x = torch.randn(2, 5, 7, 16)
+    with pytest.raises(ValueError, match="frozen"):
+        layer(quantize_u8(x, 0.1, 128))
+    layer(x)
+    layer.freeze()
+    codes = quantize_u8(x, layer.x_scale, layer.x_zero_point)
+    for gelu in (False, True):
+        want = layer(x, gelu=gelu, out_dtype=torch.float32)
+        got = layer(codes, gelu=gelu)  # out_dtype: fp32 by default for codes
+        assert got.dtype == torch.float32 and torch.equal(got, want)
+        # the residual in the epilogue: the sum, rounded once (fp32: to 1e-6 of the range), and a separate addition
+        # where the residual cannot go there (not contiguous)
+        res = torch.randn(2, 7, 5, 32).transpose(1, 2)
+        for r in (res, res.contiguous()):
+            got = layer(codes, gelu=gelu, residual=r)
+            assert (got - (want + r)).abs().max() <= 1e-6 * (want + r).abs().max()
+
+
+def _separate_quantization_forward(block: Int8UniRepLKNetBlock, x: torch.Tensor) -> torch.Tensor:
+    """The int8 block as it ran before the kernels wrote uint8: float SE and GRN outputs, each quantized by the
+    int8 layer in its own pass."""
+    from lkconv.ops.fused import gelu_grn, se_gate
+
+    y = block.norm(block.dwconv(x)) if block.norm is not None else block.dwconv(x)
+    se = block.se
+    y = se_gate(y, se.down.weight, se.down.bias, se.up.weight, se.up.bias)
+    h = block.pw1(y.permute(0, 2, 3, 1), gelu=True, out_dtype=x.dtype)
+    h = gelu_grn(h.permute(0, 3, 1, 2), block.grn_gamma, gelu_done=True)
+    return block.pw2(h.permute(0, 2, 3, 1), out_dtype=x.dtype, residual=x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_block_codes_from_the_kernels_equal_separate_quantization(randomize, dtype):
+    """The SE gating and the GRN scaling writing the int8 layers' uint8 input themselves give bit for bit the
+    block output of a separate torch.quantize_per_tensor pass on their float output (fp32 and bf16 float layers)."""
+    import copy
+
+    from lkconv.models._reparam import reparameterize_model
+
+    net = reparameterize_model(tiny_model(randomize))
+    torch.manual_seed(6)
+    with torch.no_grad():
+        for i, c, side in ((0, 16, 12), (2, 64, 5)):
+            block = Int8UniRepLKNetBlock(copy.deepcopy(net.stages[i][0].inference_form()))
+            x = torch.randn(3, c, side, side).contiguous(memory_format=torch.channels_last)
+            block(x)  # calibrate
+            block.freeze()
+            block, x = block.to(dtype), x.to(dtype)
+            assert torch.equal(block(x), _separate_quantization_forward(block, x))
+
+
 def test_quantization_parameters():
     q, s = quantize_weight(torch.tensor([[0.5, -1.0], [0.0, 0.0], [2.0, 1.0]]))
     assert q.tolist() == [[64, -127], [0, 0], [127, 64]]

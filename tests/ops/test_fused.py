@@ -16,6 +16,7 @@ from lkconv.ops.fused import (
     PW2_PATHS,
     pointwise_add,
     pointwise_gelu,
+    quantize_u8,
     se_gate,
     se_gate_reference,
 )
@@ -116,6 +117,99 @@ def test_se_gate_without_biases(dtype):
     w1, w2 = torch.randn(9, 33, 1, 1, generator=g).to(dtype), torch.randn(33, 9, 1, 1, generator=g).to(dtype)
     ref = se_gate_reference(y.float(), w1.float(), None, w2.float(), None)
     assert _rel(se_gate(y.clone(), w1, None, w2, None), ref) < TOL[dtype]
+
+
+# (scale, zero point) pairs for the quantized outputs: mid-range, one-sided (zp 0 and 255: half the values clip),
+# a fine step (most values clip) and a coarse one
+QPARAMS = [(0.02, 128), (0.013, 0), (0.03, 255), (0.004, 100), (0.3, 7)]
+
+
+def _is_nhwc_codes(q, shape):
+    return q.dtype == torch.uint8 and q.shape == shape and q.permute(0, 2, 3, 1).is_contiguous()
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(2, 40, 9, 7), (3, 17, 5, 5), (4, 160, 4, 4), (1, 64, 1, 1)])
+def test_quantized_outputs_are_torchs_codes_of_the_float_outputs(dtype, shape):
+    """se_gate / gelu_grn with ``quantize=``: exactly (no tolerance) the codes torch.quantize_per_tensor gives for the
+    float kernels' output: the kernel forms the same fp32 (or bf16-rounded) product and quantizes it with torch's own
+    arithmetic (fma with the fp32 1/scale and the zero point, round half to even), so no rounding can differ."""
+    g = torch.Generator().manual_seed(4)
+    c = shape[1]
+    y = _cl(torch.randn(shape, generator=g) * 2 + 0.5).to(dtype)
+    w1, b1 = torch.randn(c // 4 + 1, c, 1, 1, generator=g).to(dtype), torch.randn(c // 4 + 1, generator=g).to(dtype)
+    w2, b2 = torch.randn(c, c // 4 + 1, 1, 1, generator=g).to(dtype), torch.randn(c, generator=g).to(dtype)
+    gamma = torch.randn(c, generator=g).to(dtype)
+    for scale, zp in QPARAMS:
+        want = quantize_u8(se_gate(y.clone(), w1, b1, w2, b2), scale, zp)
+        before = y.clone()
+        got = se_gate(y, w1, b1, w2, b2, quantize=(scale, zp))
+        assert _is_nhwc_codes(got, y.shape) and torch.equal(got, want)
+        assert torch.equal(y, before)  # the gate is not applied to y
+        for gelu_done in (False, True):
+            want = quantize_u8(gelu_grn(y.clone(), gamma, gelu_done=gelu_done), scale, zp)
+            got = gelu_grn(y.clone(), gamma, gelu_done=gelu_done, quantize=(scale, zp))
+            assert _is_nhwc_codes(got, y.shape) and torch.equal(got, want)
+        assert 0 < (want == 0).sum() + (want == 255).sum() < want.numel()  # the clamps are exercised, not everywhere
+
+
+def _codes(y, scale, zp):
+    """lk_scale_channels_u8 with all channel scales 1: the codes of y itself (channels_last fp32/bf16)."""
+    b, c, h, w = y.shape
+    ones = torch.ones(b, c)
+    q = torch.empty(b, h, w, c, dtype=torch.uint8)
+    inv = (1 / torch.tensor(scale, dtype=torch.float32)).item()
+    native.load().lk_scale_channels_u8(y.data_ptr(), ones.data_ptr(), q.data_ptr(), b, h * w, c,
+                                       int(y.dtype == torch.bfloat16), inv, zp, 1)
+    return q.permute(0, 3, 1, 2)
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_quantized_output_rounding_ties_reciprocal_and_nan(dtype):
+    """The kernel's quantizer alone (channel scales 1): halfway values round to even, the value is multiplied by the
+    fp32 reciprocal of the scale as torch does (fbgemm's own example: 0.273939937 / 0.00214854861 rounds to 127,
+    times the reciprocal to 128), NaN gives what torch's quantizer gives, in the 16-lane part and the tail; and on
+    150 000 random values per scale the codes are torch's, all of them (fma(x, 1/scale, zp) rounded once: rounding
+    x / scale first and adding zp after differs from torch on a few values in a million)."""
+    c = 37  # two 16-lane blocks and a scalar tail
+    halves = torch.arange(-40, 41, dtype=torch.float32) * 0.125  # odd multiples: halfway between codes of step 0.25
+    y = _cl(halves.reshape(1, 1, 9, 9).expand(1, c, 9, 9).contiguous()).to(dtype)
+    got = _codes(y, 0.25, 60)
+    assert torch.equal(got, quantize_u8(y, 0.25, 60))
+    assert torch.equal(got.float(), torch.round(y.float() / 0.25) + 60)  # torch.round: half to even
+    x = halves.reshape(9, 9)
+    for value, code in ((0.125, 60), (0.375, 62), (-0.125, 60), (-0.375, 58)):  # 0.5→0, 1.5→2, -0.5→0, -1.5→-2
+        i, j = (x == value).nonzero()[0].tolist()
+        assert (got[0, :, i, j] == code).all()
+    if dtype == torch.float32:
+        fb = _cl(torch.full((1, c, 2, 3), 0.273939937))
+        assert (_codes(fb, 0.00214854861, 0) == 128).all()
+        assert torch.equal(_codes(fb, 0.00214854861, 0), quantize_u8(fb, 0.00214854861, 0))
+    nan = y.clone()
+    nan[0, 3, 2, 2] = float("nan")
+    nan[0, 33, 1, 1] = float("nan")  # in the scalar tail
+    assert torch.equal(_codes(nan, 0.25, 60), quantize_u8(nan, 0.25, 60))
+    g = torch.Generator().manual_seed(7)
+    x = _cl(torch.randn(1, c, 64, 64, generator=g) * 0.5).to(dtype)
+    for scale, zp in ((0.004, 100), (0.013, 0), (0.02, 128), (0.0071, 37)):
+        assert torch.equal(_codes(x, scale, zp), quantize_u8(x, scale, zp))
+
+
+def test_quantized_outputs_fall_back_to_torch(monkeypatch):
+    """Without the kernel (NCHW input, or the kernels disabled) ``quantize=`` gives the torch path's codes."""
+    g = torch.Generator().manual_seed(5)
+    y = torch.randn(2, 20, 5, 6, generator=g)
+    w1, w2, gamma = torch.randn(5, 20, 1, 1, generator=g), torch.randn(20, 5, 1, 1, generator=g), torch.randn(20)
+    want = quantize_u8(se_gate_reference(y, w1, None, w2, None), 0.02, 128)
+    assert torch.equal(se_gate(y.clone(), w1, None, w2, None, quantize=(0.02, 128)), want)
+    want = quantize_u8(gelu_grn_reference(y, gamma), 0.01, 3)
+    assert torch.equal(gelu_grn(y.clone(), gamma, quantize=(0.01, 3)), want)
+    monkeypatch.setenv("LKCONV_NO_EXT", "1")
+    assert torch.equal(gelu_grn(_cl(y), gamma, quantize=(0.01, 3)), want)
+    with pytest.raises(ValueError, match="zero point"):
+        gelu_grn(y, gamma, quantize=(0.01, 256))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

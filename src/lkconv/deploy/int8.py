@@ -8,7 +8,11 @@ What is quantized, and why:
   **per tensor, asymmetric** (scale and zero point from ranges calibrated on user data: a percentile of each
   batch's values, or min/max). They run on oneDNN's int8 GEMM (``torch.ops.onednn.qlinear_pointwise``: AMX-INT8 /
   VNNI where the CPU has them), which reads the uint8 input and writes the float output directly (no output
-  requantization), ``pwconv1`` with the exact GELU in its epilogue;
+  requantization), ``pwconv1`` with the exact GELU in its epilogue, ``pwconv2`` with the residual addition in
+  its. Their uint8 input is written by the C kernels that produce it, in the same pass: the SE gating before
+  ``pwconv1`` and the GRN scaling before ``pwconv2`` (``quantize=`` of :func:`~lkconv.ops.fused.se_gate` /
+  :func:`~lkconv.ops.fused.gelu_grn`: the codes ``torch.quantize_per_tensor`` gives, no float tensor written and
+  re-read by a separate quantization);
 * **everything else stays float** (``float_dtype``: bf16 by default, or fp32): the stem and downsampling layers,
   the depthwise convolutions (bandwidth-bound: int8 halves bytes only where the map is read once), the norms, SE,
   GRN, the head. Their share of time is the bound on what int8 can gain (see ``docs/int8.md``).
@@ -143,22 +147,40 @@ class Int8Pointwise(nn.Module):
     def dequantized_weight(self) -> torch.Tensor:
         return self.qweight.float() * self.weight_scale[:, None]
 
-    def forward(self, x: torch.Tensor, gelu: bool = False, out_dtype: torch.dtype | None = None) -> torch.Tensor:
-        out_dtype = out_dtype or x.dtype
+    def forward(self, x: torch.Tensor, gelu: bool = False, out_dtype: torch.dtype | None = None,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: float, or (frozen layer only) uint8 codes already quantized with this layer's ``x_scale`` and
+        ``x_zero_point`` (e.g. written by :func:`~lkconv.ops.fused.se_gate` / ``gelu_grn`` with ``quantize=``):
+        no quantization pass then. ``out_dtype``: default ``x``'s float dtype (fp32 for uint8 codes).
+        ``residual``: a tensor of the output's shape added to it (after GELU), in oneDNN's epilogue when it is
+        contiguous and of ``out_dtype`` and there is no GELU (the sum rounded once to ``out_dtype``), else as a
+        separate addition."""
+        codes = x.dtype == torch.uint8
+        out_dtype = out_dtype or (torch.float32 if codes else x.dtype)
+        if codes and not self.frozen:
+            raise ValueError("uint8 input needs a frozen layer (its scale and zero point); calibrate on float input")
         if not self.frozen:
             self.observer.update(x)
             y = F.linear(x.float(), self.weight_fp32, self.bias_fp32)
-            return (F.gelu(y) if gelu else y).to(out_dtype)
-        q = _quiet_quantize(x.float().contiguous(), self.x_scale, self.x_zero_point)
+            y = F.gelu(y) if gelu else y
+            return (y if residual is None else y + residual.float()).to(out_dtype)
+        q = x.contiguous() if codes else _quiet_quantize(x.float().contiguous(), self.x_scale, self.x_zero_point)
         op = _qlinear_op()
         if op is None:  # no oneDNN: the reference arithmetic (dequantize, fp32 GEMM)
             y = F.linear((q.float() - self.x_zero_point) * self.x_scale, self.dequantized_weight(), self.bias_fp32)
-            return (F.gelu(y) if gelu else y).to(out_dtype)
+            y = F.gelu(y) if gelu else y
+            return (y if residual is None else y + residual.float()).to(out_dtype)
         if out_dtype not in self._bias:
             self._bias[out_dtype] = None if self.bias_fp32 is None else self.bias_fp32.to(out_dtype)
         zeros = torch.zeros(self.qweight.shape[0], dtype=torch.long)
-        return op(q, self.x_scale, self.x_zero_point, self._packed, self.weight_scale, zeros,
-                  self._bias[out_dtype], 1.0, 0, out_dtype, "gelu" if gelu else "none", [], "none")
+        unary = "gelu" if gelu else "none"
+        # (oneDNN's qlinear has no GELU before a binary post-op: "unsupported unary post op gelu with binary ...")
+        if residual is not None and not gelu and residual.dtype == out_dtype and residual.is_contiguous():
+            return op.binary(q, self.x_scale, self.x_zero_point, self._packed, self.weight_scale, zeros, residual,
+                             self._bias[out_dtype], 1.0, 0, out_dtype, 1.0, 0, "add", 1.0, "none", [], "none")
+        y = op(q, self.x_scale, self.x_zero_point, self._packed, self.weight_scale, zeros, self._bias[out_dtype],
+               1.0, 0, out_dtype, unary, [], "none")
+        return y if residual is None else y.add_(residual)
 
     def extra_repr(self) -> str:
         if not self.frozen:
@@ -174,11 +196,12 @@ class Int8UniRepLKNetBlock(nn.Module):
     """UniRepLKNet's block with int8 pointwise layers: mixer → [BN] → SE (float) → int8 pw1 + GELU → GRN (float) →
     int8 pw2 → + x. Built from a :class:`FastUniRepLKNetBlock` (same parameters), calibrating until frozen.
 
-    int8 pays two quantization passes over the block's activations for a faster GEMM; on wide early-stage maps the
-    passes cost more than the GEMM saves (measured on UniRepLKNet-T, batch 16: stage 0 int8 is 0.5x the bf16 block,
-    stage 3 1.35x). So with ``choose`` set for one forward (as :func:`optimize_int8` does on ``example_input``)
-    the block times itself both ways on its real input and keeps the faster one (``use_int8``); the float way is
-    the fused block it was built from (``float_form``).
+    The SE gating and the GRN scaling write the int8 layers' uint8 input in their own pass (no separate quantization
+    pass); still, on the wide early-stage maps the GEMMs' gain is small against the rest of the block and int8 can
+    lose (measured on UniRepLKNet-T, batch 16, one thread: stages 0-1 ~1.0x the bf16 block, stage 2 ~1.15x, stage 3
+    1.6x; docs/int8.md). So with ``choose`` set for one forward (as :func:`optimize_int8` does on
+    ``example_input``) the block times itself both ways on its real input and keeps the faster one (``use_int8``);
+    the float way is the fused block it was built from (``float_form``).
     """
 
     def __init__(self, block: FastUniRepLKNetBlock, percentile: float | None = DEFAULT_PERCENTILE) -> None:
@@ -217,12 +240,16 @@ class Int8UniRepLKNetBlock(nn.Module):
         y = self.dwconv(x)
         if self.norm is not None:
             y = self.norm(y)
-        se = self.se
-        y = se_gate(y, se.down.weight, se.down.bias, se.up.weight, se.up.bias)
-        h = self.pw1(y.permute(0, 2, 3, 1), gelu=True, out_dtype=x.dtype)  # NHWC in, NHWC out
-        h = gelu_grn(h.permute(0, 3, 1, 2), self.grn_gamma, gelu_done=True)
-        out = self.pw2(h.permute(0, 2, 3, 1), out_dtype=x.dtype).permute(0, 3, 1, 2)
-        return out.add_(x)
+        se, pw1, pw2 = self.se, self.pw1, self.pw2
+        # frozen: the SE gating and the GRN scaling write the int8 layers' uint8 input codes themselves (one pass, no
+        # float tensor written and re-read by a separate quantization); calibrating: float, for the observers
+        q1 = (pw1.x_scale, pw1.x_zero_point) if pw1.frozen else None
+        q2 = (pw2.x_scale, pw2.x_zero_point) if pw2.frozen else None
+        y = se_gate(y, se.down.weight, se.down.bias, se.up.weight, se.up.bias, quantize=q1)
+        h = pw1(y.permute(0, 2, 3, 1), gelu=True, out_dtype=x.dtype)  # NHWC in, NHWC out
+        h = gelu_grn(h.permute(0, 3, 1, 2), self.grn_gamma, gelu_done=True, quantize=q2)
+        # + x in pw2's epilogue (x channels_last: its NHWC view is contiguous), else a separate addition
+        return pw2(h.permute(0, 2, 3, 1), out_dtype=x.dtype, residual=x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
     def extra_repr(self) -> str:
         return f"use_int8={self.use_int8}"

@@ -5,6 +5,10 @@
   followed by GELU, in one pass;
 * ``se_gate``: Squeeze-and-Excitation, pooled in one pass and gated in place.
 
+``gelu_grn`` and ``se_gate`` can also write their output as the uint8 codes of a per-tensor affine quantization
+(``quantize=(scale, zero_point)``: the input of an int8 layer) instead of a float tensor, in the same pass, with the
+codes ``torch.quantize_per_tensor`` gives for their float output.
+
 Each has a plain torch path (any layout, differentiable) that it falls back to, and the tests check both agree.
 
 ``gelu_grn(y, gamma, beta)`` computes, for y of shape (B, C, H, W),
@@ -35,6 +39,7 @@ __all__ = [
     "layer_norm_channels_reference",
     "pointwise_add",
     "pointwise_gelu",
+    "quantize_u8",
     "se_gate",
     "se_gate_reference",
 ]
@@ -60,17 +65,56 @@ def _kernel_applies(y: torch.Tensor) -> bool:
             and not torch.compiler.is_compiling())
 
 
+def quantize_u8(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
+    """uint8 codes of ``x``: ``torch.quantize_per_tensor(x.float(), scale, zero_point, torch.quint8)``'s, as a new
+    plain uint8 tensor. On x86 that is ``clamp(round_half_even(fma(x, 1 / scale, zero_point)), 0, 255)`` in fp32 (one
+    rounding of ``x / scale + zero_point``), which the C kernels' ``quantize=`` outputs reproduce."""
+    import warnings
+
+    with warnings.catch_warnings():  # quantized tensor creation is "deprecated" in torch 2.13
+        warnings.simplefilter("ignore")
+        return torch.quantize_per_tensor(x.float(), scale, zero_point, torch.quint8).int_repr()
+
+
+def _check_qparams(quantize: tuple[float, int]) -> tuple[float, int]:
+    scale, zero_point = quantize
+    if not 0 <= int(zero_point) <= 255 or not scale > 0:
+        raise ValueError(f"quantize needs scale > 0 and a zero point in [0, 255], got {quantize!r}")
+    return float(scale), int(zero_point)
+
+
+def _scale_channels(lib, y: torch.Tensor, s: torch.Tensor, quantize: tuple[float, int] | None) -> torch.Tensor:
+    """``y * s[:, :, None, None]`` by the C kernel: in place, or (``quantize``) as uint8 codes in a new tensor of
+    y's shape, channels_last (y unchanged)."""
+    b, c, h, w = y.shape
+    bf, threads = int(y.dtype == torch.bfloat16), torch.get_num_threads()
+    if quantize is None:
+        lib.lk_scale_channels(y.data_ptr(), s.data_ptr(), b, h * w, c, bf, threads)
+        return y
+    scale, zero_point = quantize
+    # torch's quantizer multiplies by the fp32 reciprocal of the fp32 scale (not a division): the same value here
+    # (the kernel adds the zero point in the same fused multiply-add, as torch's x86 quantizer does)
+    inv_scale = (1 / torch.tensor(scale, dtype=torch.float32)).item()
+    q = torch.empty(b, h, w, c, dtype=torch.uint8)
+    lib.lk_scale_channels_u8(y.data_ptr(), s.data_ptr(), q.data_ptr(), b, h * w, c, bf, inv_scale, zero_point,
+                             threads)
+    return q.permute(0, 3, 1, 2)
+
+
 def gelu_grn(y: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor | None = None, *,
-             gelu_done: bool = False) -> torch.Tensor:
+             gelu_done: bool = False, quantize: tuple[float, int] | None = None) -> torch.Tensor:
     """GELU then GRN (see above). May overwrite ``y``: pass a tensor you no longer need.
 
     ``gelu_done=True``: ``y`` already holds GELU's output (e.g. from :func:`conv1x1_gelu`); only GRN is applied.
+    ``quantize=(scale, zero_point)``: return the uint8 codes of the result (:func:`quantize_u8`), written by the
+    scaling pass itself where the C kernel runs (no float result written); ``y`` may still be overwritten.
     """
-    lib = native.load() if _kernel_applies(y) else None
+    if quantize is not None:
+        quantize = _check_qparams(quantize)
+    lib = native.load() if _kernel_applies(y) and (quantize is None or beta is None) else None
     if lib is None:
-        if gelu_done:
-            return _grn_nchw(y, gamma, beta)
-        return gelu_grn_reference(y, gamma, beta)
+        out = _grn_nchw(y, gamma, beta) if gelu_done else gelu_grn_reference(y, gamma, beta)
+        return out if quantize is None else quantize_u8(out, *quantize)
     b, c, h, w = y.shape
     bf = int(y.dtype == torch.bfloat16)
     threads = torch.get_num_threads()
@@ -80,7 +124,7 @@ def gelu_grn(y: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor | None = N
     gx = sumsq.sqrt_()
     nx = gx / (gx.mean(dim=1, keepdim=True) + 1e-6)
     scale = torch.addcmul(torch.ones(()), gamma.reshape(1, c).float(), nx).contiguous()
-    lib.lk_scale_channels(y.data_ptr(), scale.data_ptr(), b, h * w, c, bf, threads)
+    y = _scale_channels(lib, y, scale, quantize)
     return y + beta.reshape(1, -1, 1, 1).to(y.dtype) if beta is not None else y
 
 
@@ -93,17 +137,23 @@ def se_gate_reference(y: torch.Tensor, down_weight: torch.Tensor, down_bias: tor
 
 
 def se_gate(y: torch.Tensor, down_weight: torch.Tensor, down_bias: torch.Tensor | None, up_weight: torch.Tensor,
-            up_bias: torch.Tensor | None) -> torch.Tensor:
+            up_bias: torch.Tensor | None, *, quantize: tuple[float, int] | None = None) -> torch.Tensor:
     """Squeeze-and-Excitation with 1×1-conv weights (hidden, C, 1, 1) and (C, hidden, 1, 1). May overwrite ``y``.
 
     With the C kernels (channels_last fp32/bf16, no gradient): the pooling is one read of ``y`` summed in fp32, the
     two small layers run in one C loop on the (B, C) means in fp32 (a GEMM library call this small took 0.4–1 ms
     between the large convolutions; bf16 GEMMs this small cost more than the casts), and the gating multiplies ``y``
     in place: two passes over ``y`` and no new activation-sized tensor.
+
+    ``quantize=(scale, zero_point)``: return the uint8 codes of the gated tensor (:func:`quantize_u8`) instead,
+    written by the gating pass itself where the C kernel runs (``y`` then stays unchanged).
     """
+    if quantize is not None:
+        quantize = _check_qparams(quantize)
     lib = native.load() if _kernel_applies(y) else None
     if lib is None:
-        return se_gate_reference(y, down_weight, down_bias, up_weight, up_bias)
+        out = se_gate_reference(y, down_weight, down_bias, up_weight, up_bias)
+        return out if quantize is None else quantize_u8(out, *quantize)
     b, c, h, w = y.shape
     threads = torch.get_num_threads()
     sums = torch.empty(b, c, dtype=torch.float32)
@@ -117,8 +167,7 @@ def se_gate(y: torch.Tensor, down_weight: torch.Tensor, down_bias: torch.Tensor 
     lib.lk_se_excite(sums.data_ptr(), 1.0 / (h * w), w1.data_ptr(), None if b1 is None else b1.data_ptr(),
                      w2.data_ptr(), None if b2 is None else b2.data_ptr(), b, c, w1.shape[0], hidden.data_ptr(),
                      gate.data_ptr())
-    lib.lk_scale_channels(y.data_ptr(), gate.data_ptr(), b, h * w, c, int(y.dtype == torch.bfloat16), threads)
-    return y
+    return _scale_channels(lib, y, gate, quantize)
 
 
 def _onednn_pointwise():

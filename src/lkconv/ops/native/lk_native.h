@@ -89,9 +89,11 @@ int lk_dwconv2d_bf16dot(const uint16_t* x, const float* wpk, const int32_t* win,
                         int64_t N, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo, int dh, int64_t pt,
                         int64_t pl, int block, int nthreads);
 
-/* ---- pointwise.c: GELU + GRN statistic, channel scaling, SE excitation ---- */
+/* ---- pointwise.c: GELU + GRN statistic, channel scaling (float or uint8 codes), SE excitation ---- */
 LK_API int lk_channel_stats(void* y, int64_t B, int64_t HW, int64_t C, int bf, int mode, float* out, int nthreads);
 LK_API void lk_scale_channels(void* y, const float* s, int64_t B, int64_t HW, int64_t C, int bf, int nthreads);
+LK_API void lk_scale_channels_u8(const void* y, const float* s, uint8_t* q, int64_t B, int64_t HW, int64_t C,
+                                 int bf, float inv_scale, int zero_point, int nthreads);
 LK_API void lk_se_excite(const float* sums, float inv_hw, const float* w1, const float* b1, const float* w2,
                          const float* b2, int64_t B, int64_t C, int64_t hidden, float* h, float* gate);
 

@@ -51,6 +51,10 @@ SIGNATURES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         ("void*", "y"), ("const float*", "s"), ("int64_t", "B"), ("int64_t", "HW"), ("int64_t", "C"), ("int", "bf"),
         ("int", "nthreads"),
     ]),
+    "lk_scale_channels_u8": ("void", [
+        ("const void*", "y"), ("const float*", "s"), ("uint8_t*", "q"), ("int64_t", "B"), ("int64_t", "HW"),
+        ("int64_t", "C"), ("int", "bf"), ("float", "inv_scale"), ("int", "zero_point"), ("int", "nthreads"),
+    ]),
     "lk_se_excite": ("void", [
         ("const float*", "sums"), ("float", "inv_hw"), ("const float*", "w1"), ("const float*", "b1"),
         ("const float*", "w2"), ("const float*", "b2"), ("int64_t", "B"), ("int64_t", "C"), ("int64_t", "hidden"),
