@@ -291,3 +291,30 @@ def test_aug_auto_in_the_data_layer_and_the_recorded_recipe(tmp_path):
     assert torch.equal(r.data.train[0][0], x0)  # no slicing/warping left: the sample is the file's series
     given = resolve_run(cfg.replace(modality_args={"aug": "slice+warp"}))  # the user's choice is not checked
     assert given.data.notes["aug"] == "slice+warp" and "aug_check" not in given.data.notes
+
+
+def test_image_folders_keep_decoded_bytes(tmp_path, monkeypatch):
+    """Folder images are decoded once and kept as uint8 when the folder fits the cache: the samples equal a fresh
+    decode, the files are not read again, and a folder too large for the budget is decoded every time."""
+    from lkconv.data.readers.image import read_image
+    from lkconv.modalities import build_data
+    from lkconv.modalities.image import data as image_data
+
+    root = _image_folder(tmp_path / "imgs", side=8)
+    cfg = TrainConfig(data=str(root), out=str(tmp_path / "run"), modality="image", modality_args={"aug": "none"},
+                      img_size=32)
+    calls = []
+    real = image_data.read_image_u8
+    monkeypatch.setattr(image_data, "read_image_u8", lambda p, c: calls.append(p) or real(p, c))
+    b = build_data(cfg)
+    first = [b.val[i][0] for i in range(len(b.val))]
+    n = len(calls)
+    assert [torch.equal(b.val[i][0], first[i]) for i in range(len(b.val))] == [True] * len(b.val)
+    assert len(calls) == n  # served from memory
+    path = calls[0]
+    assert torch.equal(real(path, 1).float().div_(255.0), read_image(path, 1))  # the cached bytes are the decode
+    monkeypatch.setattr(image_data, "CACHE_BYTES", 10)
+    calls.clear()
+    small = build_data(cfg)
+    small.val[0], small.val[0]
+    assert len(calls) == 2  # too large for the budget: decoded every time

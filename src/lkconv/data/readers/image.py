@@ -21,6 +21,11 @@ def _pil():
 
 def read_image(path: str | Path, channels: int | None = None) -> torch.Tensor:
     """Decodes an image file to a float (C, H, W) tensor in [0, 1]; ``channels`` 1 or 3 converts (alpha dropped)."""
+    return read_image_u8(path, channels).float().div_(255.0)
+
+
+def read_image_u8(path: str | Path, channels: int | None = None) -> torch.Tensor:
+    """:func:`read_image`'s decoded bytes: a uint8 (C, H, W) tensor (a quarter of the float tensor's memory)."""
     Image = _pil()
     with Image.open(path) as im:
         if channels == 1:
@@ -32,7 +37,7 @@ def read_image(path: str | Path, channels: int | None = None) -> torch.Tensor:
         arr = arr[None]
     else:
         arr = arr.transpose(2, 0, 1)
-    return torch.from_numpy(arr.copy()).float().div_(255.0)
+    return torch.from_numpy(arr.copy())
 
 
 def validate_image(path: Path) -> None:

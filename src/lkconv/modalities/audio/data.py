@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...data.cache import DecodedCache
 from ...data.datasets import (DataBundle, DataError, SampleDataset, check_option_keys, split_class_folders,
                              unreadable_file)
 from ...data.readers.audio import read_audio
@@ -102,7 +103,7 @@ def _check_soundfile(files: Sequence[Path]) -> None:
 CACHE_BYTES = 1 << 30  # decoded, resampled waveforms kept in memory up to this size (per process)
 
 
-class DecodedWaves:
+class DecodedWaves(DecodedCache):
     """Mono waveforms at the run's rate, kept after their first decoding until :data:`CACHE_BYTES` are held.
 
     Why: decoding and resampling (e.g. 22.05 -> 16 kHz) took about a quarter of each epoch of a small speech set;
@@ -110,18 +111,11 @@ class DecodedWaves:
 
     def __init__(self, files: Sequence[Path], sample_rate: int) -> None:
         self.files, self.sample_rate = files, sample_rate
-        self.waves: dict[int, torch.Tensor] = {}
-        self.held = 0
+        super().__init__(self._decode, CACHE_BYTES)
+        self.waves = self.items
 
-    def __call__(self, i: int) -> torch.Tensor:
-        got = self.waves.get(i)
-        if got is None:
-            got = read_audio(self.files[i], mono=True, sample_rate=self.sample_rate)[0][0]
-            size = got.numel() * got.element_size()
-            if self.held + size <= CACHE_BYTES:
-                self.waves[i] = got
-                self.held += size
-        return got
+    def _decode(self, i: int) -> torch.Tensor:
+        return read_audio(self.files[i], mono=True, sample_rate=self.sample_rate)[0][0]
 
 
 def _loader(files: Sequence[Path], sample_rate: int) -> Callable[[int], torch.Tensor]:

@@ -17,7 +17,8 @@ import torch
 from ...data.augment.image import center_resize, random_pad_crop, random_resized_crop
 from ...data.datasets import (DataBundle, DataError, SampleDataset, held_out_split, limit_splits, split_class_folders,
                              unreadable_file)
-from ...data.readers.image import data_channels, read_image, validate_image
+from ...data.cache import CACHE_BYTES, DecodedCache
+from ...data.readers.image import data_channels, read_image, read_image_u8, validate_image
 from ...models.input_size import MIN_INPUT_SIDE, check_input_side
 from .augment import auto_flip, photometric
 
@@ -151,8 +152,13 @@ def build_data(cfg, *, eval_only: bool = False, class_names: list[str] | None = 
     flip, color, flip_why = _aug_options(cfg.modality_args, channels, native)
     train_tf, eval_tf, aug = _transforms(size, native, cfg.modality_args.get("aug"), flip, color)
 
-    def load(i):
-        return read_image(all_files[i], channels)
+    # kept only when the whole folder fits (twice the estimate from the first image's shorter side, for the longer
+    # side and mixed sizes): a large folder's first gigabyte would add memory and save little
+    estimate = 2 * len(all_files) * channels * native * native
+    decoded = DecodedCache(lambda i: read_image_u8(all_files[i], channels), None if estimate <= CACHE_BYTES else 0)
+
+    def load(i):  # exactly read_image's result, from the decoded bytes kept in memory
+        return decoded(i).float().div_(255.0)
 
     def describe(i):
         return str(all_files[i])
