@@ -146,13 +146,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
     from .engine.config import TrainConfig, load_config
-    from .engine.trainer import train
+    from .engine.trainer import interrupt_guard, train
 
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
                  if getattr(args, f.name) is not None}
     cfg = _resumed_config(args.config, overrides) or load_config(args.config, overrides)
     try:
-        train(cfg)
+        with interrupt_guard():
+            train(cfg)
     except KeyboardInterrupt:
         print(_interrupted_line(cfg), file=sys.stderr, flush=True)
         return 130
