@@ -130,42 +130,25 @@ int lk_channel_stats(void* y, int64_t B, int64_t HW, int64_t C, int bf, int mode
     return 0;
 }
 
-/* y (B, HW, C) in place: y[b, hw, c] *= s[b, c]. */
-void lk_scale_channels(void* y, const float* s, int64_t B, int64_t HW, int64_t C, int bf, int nthreads) {
-    if (nthreads < 1) nthreads = 1;
-    const int64_t rows = B * HW;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads)
-#endif
-    {
-    LK_FTZ_BEGIN
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-    for (int64_t r = 0; r < rows; ++r) {
-        const float* sc = s + (r / HW) * C;
-        if (bf) {
-            uint16_t* row = (uint16_t*)y + r * C;
-            int64_t c = 0;
-            for (; c + VL <= C; c += VL) {
-                v16 f;
-                memcpy(&f, sc + c, 64);
-                lk_vstore_bf16(row + c, lk_vbf16_round(lk_vload_bf16(row + c) * f));
-            }
-            for (; c < C; ++c) {
-                uint32_t u = (uint32_t)row[c] << 16;
-                float v;
-                memcpy(&v, &u, 4);
-                v = lk_bf16_round(v * sc[c]);
-                memcpy(&u, &v, 4);
-                row[c] = (uint16_t)(u >> 16);
-            }
-        } else {
-            float* row = (float*)y + r * C;
-            for (int64_t c = 0; c < C; ++c) row[c] *= sc[c];
+/* One row of lk_scale_channels: row[c] *= sc[c] (bf16 rows rounded back to bf16). */
+static inline void scale_row(void* y, const float* sc, int64_t r, int64_t C, int bf) {
+    int64_t c = 0;
+    if (bf) {
+        uint16_t* row = (uint16_t*)y + r * C;
+        for (; c + VL <= C; c += VL) {
+            v16 f;
+            memcpy(&f, sc + c, 64);
+            lk_vstore_bf16(row + c, lk_vbf16_round(lk_vload_bf16(row + c) * f));
         }
-    }
-    LK_FTZ_END
+        for (; c < C; ++c) {
+            uint32_t u;
+            float v = lk_bf16_round(bf2f(row[c]) * sc[c]);
+            memcpy(&u, &v, 4);
+            row[c] = (uint16_t)(u >> 16);
+        }
+    } else {
+        float* row = (float*)y + r * C;
+        for (; c < C; ++c) row[c] *= sc[c];
     }
 }
 
@@ -200,14 +183,35 @@ static inline uint8_t quant_u8(float v, float inv, float zp) {
     return (uint8_t)(int32_t)nearbyintf(t);
 }
 
-/* q (B, HW, C) = the uint8 codes (scale 1 / inv_scale, zero point zp) of y[b, hw, c] * s[b, c] as lk_scale_channels
- * would store it (rounded to bf16 when bf), y unchanged: the scaling and torch.quantize_per_tensor in one pass, no
- * float tensor written. inv_scale: the fp32 value 1.0f / (float)scale, which torch multiplies by. */
-void lk_scale_channels_u8(const void* y, const float* s, uint8_t* q, int64_t B, int64_t HW, int64_t C, int bf,
-                          float inv_scale, int zero_point, int nthreads) {
+/* One row of lk_scale_channels_u8: the codes of what scale_row would store, y unchanged. */
+static inline void scale_row_u8(const void* y, const float* sc, uint8_t* out, int64_t r, int64_t C, int bf,
+                                float inv_scale, float zp) {
+    int64_t c = 0;
+    if (bf) {
+        const uint16_t* row = (const uint16_t*)y + r * C;
+        for (; c + VL <= C; c += VL) {
+            v16 f;
+            memcpy(&f, sc + c, 64);
+            quant_store_u8(out + c, lk_vbf16_round(lk_vload_bf16(row + c) * f), inv_scale, zp);
+        }
+        for (; c < C; ++c) out[c] = quant_u8(lk_bf16_round(bf2f(row[c]) * sc[c]), inv_scale, zp);
+    } else {
+        const float* row = (const float*)y + r * C;
+        for (; c + VL <= C; c += VL) {
+            v16 v, f;
+            memcpy(&v, row + c, 64);
+            memcpy(&f, sc + c, 64);
+            quant_store_u8(out + c, v * f, inv_scale, zp);
+        }
+        for (; c < C; ++c) out[c] = quant_u8(row[c] * sc[c], inv_scale, zp);
+    }
+}
+
+/* The rows of y (B, HW, C) scaled by s[b, :] over nthreads threads: in place (q NULL) or as uint8 codes in q. */
+static void scale_rows(void* y, const float* s, uint8_t* q, int64_t B, int64_t HW, int64_t C, int bf,
+                       float inv_scale, float zp, int nthreads) {
     if (nthreads < 1) nthreads = 1;
     const int64_t rows = B * HW;
-    const float zp = (float)zero_point;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads)
 #endif
@@ -218,29 +222,26 @@ void lk_scale_channels_u8(const void* y, const float* s, uint8_t* q, int64_t B, 
 #endif
     for (int64_t r = 0; r < rows; ++r) {
         const float* sc = s + (r / HW) * C;
-        uint8_t* out = q + r * C;
-        int64_t c = 0;
-        if (bf) {
-            const uint16_t* row = (const uint16_t*)y + r * C;
-            for (; c + VL <= C; c += VL) {
-                v16 f;
-                memcpy(&f, sc + c, 64);
-                quant_store_u8(out + c, lk_vbf16_round(lk_vload_bf16(row + c) * f), inv_scale, zp);
-            }
-            for (; c < C; ++c) out[c] = quant_u8(lk_bf16_round(bf2f(row[c]) * sc[c]), inv_scale, zp);
-        } else {
-            const float* row = (const float*)y + r * C;
-            for (; c + VL <= C; c += VL) {
-                v16 v, f;
-                memcpy(&v, row + c, 64);
-                memcpy(&f, sc + c, 64);
-                quant_store_u8(out + c, v * f, inv_scale, zp);
-            }
-            for (; c < C; ++c) out[c] = quant_u8(row[c] * sc[c], inv_scale, zp);
-        }
+        if (q)
+            scale_row_u8(y, sc, q + r * C, r, C, bf, inv_scale, zp);
+        else
+            scale_row(y, sc, r, C, bf);
     }
     LK_FTZ_END
     }
+}
+
+/* y (B, HW, C) in place: y[b, hw, c] *= s[b, c]. */
+void lk_scale_channels(void* y, const float* s, int64_t B, int64_t HW, int64_t C, int bf, int nthreads) {
+    scale_rows(y, s, NULL, B, HW, C, bf, 0.0f, 0.0f, nthreads);
+}
+
+/* q (B, HW, C) = the uint8 codes (scale 1 / inv_scale, zero point zp) of y[b, hw, c] * s[b, c] as lk_scale_channels
+ * would store it (rounded to bf16 when bf), y unchanged: the scaling and torch.quantize_per_tensor in one pass, no
+ * float tensor written. inv_scale: the fp32 value 1.0f / (float)scale, which torch multiplies by. */
+void lk_scale_channels_u8(const void* y, const float* s, uint8_t* q, int64_t B, int64_t HW, int64_t C, int bf,
+                          float inv_scale, int zero_point, int nthreads) {
+    scale_rows((void*)y, s, q, B, HW, C, bf, inv_scale, (float)zero_point, nthreads);  /* y only read when q is set */
 }
 
 /* sum_i a[i] * b[i] in fp32, 16 lanes at a time. */
