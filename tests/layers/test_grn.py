@@ -29,3 +29,44 @@ def test_grn_rejects_bad_layouts():
 
     with pytest.raises(ValueError, match="channel_dim"):
         global_response_norm(torch.randn(2, 3, 4), torch.ones(3), None, channel_dim=-1)
+
+
+def test_sum_of_squares_path_equals_vector_norm_values_and_gradients():
+    """Small maps take sqrt(sum(x^2)) (faster there), larger ones torch.linalg.vector_norm: both equal GRN computed in
+    float64 with vector_norm, forward and backward, within float32 rounding (rtol 1e-5)."""
+    from lkconv.ops.grn import SUM_SQUARES_MAX_SPATIAL
+
+    torch.manual_seed(0)
+    side_small, side_large = 2, int(SUM_SQUARES_MAX_SPATIAL ** 0.5) + 1  # 4 and 289 positions: both branches
+    for side in (side_small, side_large):
+        x = (torch.randn(3, side, side, 8) * 3).requires_grad_()
+        gamma = torch.rand(1, 1, 1, 8, dtype=torch.float64)
+        beta = torch.rand(1, 1, 1, 8, dtype=torch.float64)
+        out = global_response_norm(x, gamma.float(), beta.float(), channel_dim=-1)
+        x64 = x.detach().double().requires_grad_()
+        g = torch.linalg.vector_norm(x64, ord=2, dim=(1, 2), keepdim=True)
+        want = torch.addcmul(x64, x64, gamma * g / (g.mean(-1, keepdim=True) + 1e-6)) + beta
+        torch.testing.assert_close(out.double(), want, rtol=1e-5, atol=1e-6)
+        w = torch.randn_like(want)
+        (gx,) = torch.autograd.grad((out.double() * w).sum(), x)
+        (gx64,) = torch.autograd.grad((want * w).sum(), x64)
+        torch.testing.assert_close(gx.double(), gx64, rtol=1e-5, atol=1e-5)
+
+
+def test_se_block_equals_the_reference_convolutions():
+    """SEBlock runs its 1x1 convolutions as matrix products on the pooled vector: values and gradients equal the
+    reference definition with conv2d (ops.fused.se_gate_reference) up to float32 rounding."""
+    from lkconv.layers.se import SEBlock
+    from lkconv.ops.fused import se_gate_reference
+
+    torch.manual_seed(0)
+    se = SEBlock(12, 3)
+    x = torch.randn(4, 12, 5, 6, requires_grad=True)
+    out = se(x)
+    want = se_gate_reference(x, se.down.weight, se.down.bias, se.up.weight, se.up.bias)
+    torch.testing.assert_close(out, want, rtol=1e-6, atol=1e-6)
+    w = torch.randn_like(out)
+    got = torch.autograd.grad((out * w).sum(), [x, se.down.weight, se.up.bias])
+    ref = torch.autograd.grad((want * w).sum(), [x, se.down.weight, se.up.bias])
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -33,7 +33,7 @@ from .distributed import (DistInfo, all_reduce_sum, setup_distributed, shutdown_
 from .evaluate import evaluate_model
 from .mix import mix_batch
 from .model import build_model_for_data
-from .optim import ModelEma, cosine_lr, param_groups
+from .optim import ModelEma, cosine_lr, make_adamw, param_groups
 from .recipe import resolve_run
 from .summary import baseline_lines, summary_lines
 from .run_dir import RunDir, RunError, rng_state, set_rng_state
@@ -173,7 +173,7 @@ class Trainer:
             _check_resume_compatible(state["model_config"], self.model_config, self.run)
         self._prepare_model()
         groups = param_groups(self.model, weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay)
-        self.optimizer = torch.optim.AdamW(groups, lr=self.recipe["lr"], betas=(0.9, 0.999))
+        self.optimizer = make_adamw(groups, lr=self.recipe["lr"])
         self.ema = ModelEma(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self._plan_schedule()
         self.start_epoch, self.step, self.history, self.best = 0, 0, [], None
