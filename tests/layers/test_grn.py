@@ -70,3 +70,22 @@ def test_se_block_equals_the_reference_convolutions():
     ref = torch.autograd.grad((want * w).sum(), [x, se.down.weight, se.up.bias])
     for a, b in zip(got, ref):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_zero_channels_have_finite_gradients_on_both_paths():
+    """A channel that is zero over the whole map (common on the 1x1 maps of the last stage after GELU) must not make
+    the gradient NaN: both paths give vector_norm's gradient there."""
+    from lkconv.ops.grn import SUM_SQUARES_MAX_SPATIAL
+
+    for side in (1, int(SUM_SQUARES_MAX_SPATIAL ** 0.5) + 1):
+        x = torch.zeros(2, side, side, 4)
+        x[0, :, :, 1] = torch.randn(side, side)
+        x.requires_grad_()
+        gamma = torch.full((1, 1, 1, 4), 0.5)
+        (grad,) = torch.autograd.grad(global_response_norm(x, gamma, None, channel_dim=-1).sum(), x)
+        x64 = x.detach().double().requires_grad_()
+        g = torch.linalg.vector_norm(x64, ord=2, dim=(1, 2), keepdim=True)
+        want = torch.addcmul(x64, x64, gamma.double() * g / (g.mean(-1, keepdim=True) + 1e-6))
+        (grad64,) = torch.autograd.grad(want.sum(), x64)
+        assert torch.isfinite(grad).all()
+        torch.testing.assert_close(grad.double(), grad64, rtol=1e-5, atol=1e-6)

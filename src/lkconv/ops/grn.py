@@ -30,7 +30,10 @@ def global_response_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tenso
         raise ValueError(f"GRN needs a 4-D map and channel_dim 1 or -1, got shape {tuple(x.shape)}, {channel_dim}")
     spatial = (2, 3) if channel_dim == 1 else (1, 2)
     if x.shape[spatial[0]] * x.shape[spatial[1]] <= SUM_SQUARES_MAX_SPATIAL:
-        gx = x.square().sum(dim=spatial, keepdim=True).sqrt()
+        # the floor keeps the gradient finite where a channel is all zeros (sqrt's derivative at 0 is infinite;
+        # vector_norm's backward gives 0 there): a run of the small model at 32 px, 1x1 maps in the last stage,
+        # became NaN after 360 steps without it
+        gx = x.square().sum(dim=spatial, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny).sqrt()
     else:
         gx = torch.linalg.vector_norm(x, ord=2, dim=spatial, keepdim=True)
     nx = gx / (gx.mean(dim=channel_dim, keepdim=True) + 1e-6)
