@@ -33,6 +33,8 @@ from _plain_unireplknet import plain_like  # noqa: E402
 from _timing import interleaved_medians, machine_description  # noqa: E402
 
 import lkconv  # noqa: E402
+from lkconv.engine.auto_recipe import SMALL_UNIREPLKNET  # noqa: E402
+from lkconv.engine.optim import make_adamw  # noqa: E402
 
 CONFIGS = ("plain", "eager", "channels_last", "compile", "cl+compile")
 
@@ -42,7 +44,10 @@ def make_step(model: torch.nn.Module, config: str):
     cl = config in ("channels_last", "cl+compile")
     if cl:
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    # the baseline steps with PyTorch's default AdamW (per-tensor loop on the CPU); lkconv's configurations with the
+    # trainer's optimizer (lkconv.engine.optim.make_adamw: the fused kernel where it runs)
+    params = list(model.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-4) if config == "plain" else make_adamw([{"params": params}], lr=1e-4)
     fwd = torch.compile(model, dynamic=False) if "compile" in config else model
 
     def step(x, y):
@@ -63,16 +68,17 @@ def batches(n: int, batch: int, img: int, classes: int):
             for _ in range(n)]
 
 
-def build(model_name: str):
+def build(model_name: str, small: bool = False):
     torch.manual_seed(0)
     # drop path off: stochastic depth would make the configurations' losses differ by design
-    return lkconv.create_model(model_name, num_classes=100, drop_path_rate=0.0)
+    extra = dict(SMALL_UNIREPLKNET) if small else {}
+    return lkconv.create_model(model_name, num_classes=100, drop_path_rate=0.0, **extra)
 
 
 def child(args) -> None:
     """One configuration alone (for its peak memory)."""
     torch.set_num_threads(args.threads)
-    model = build(args.model)
+    model = build(args.model, args.small)
     step = make_step(model, args.child)
     data = batches(3, args.batch, args.img, 100)
     before = _rss_mb("VmRSS")
@@ -108,6 +114,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--img", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--small", action="store_true",
+                    help="the automatic recipe's small UniRepLKNet (depths 1-1-2-1, dims 16-128) of --model")
     ap.add_argument("--clock", choices=["wall", "thread"], default="wall",
                     help="thread: CPU time of the calling thread (use with --threads 1 on a busy machine)")
     ap.add_argument("--repeats", type=int, default=5)
@@ -119,7 +127,7 @@ def main() -> None:
     if args.child:
         return child(args)
     torch.set_num_threads(args.threads)
-    model = build(args.model)
+    model = build(args.model, args.small)
     data = batches(args.repeats + 2, args.batch, args.img, 100)
     steps = {c: make_step(model, c) for c in args.configs}
     losses: dict[str, list[float]] = {c: [] for c in args.configs}
@@ -142,12 +150,13 @@ def main() -> None:
         mem = None
         if not args.no_memory:
             out = subprocess.run([sys.executable, __file__, "--child", c, "--model", args.model, "--batch",
-                                  str(args.batch), "--img", str(args.img), "--threads", str(args.threads)],
+                                  str(args.batch), "--img", str(args.img), "--threads", str(args.threads),
+                                  *(["--small"] if args.small else [])],
                                  capture_output=True, text=True)
             mem = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else None
         rows.append((c, args.batch / times[c], times[base] / times[c], rel, mem))
     lines = [f"Machine: {machine_description()}; clock: {args.clock}",
-             f"Model {args.model}, batch {args.batch}, {args.img}x{args.img}, fp32, training structure, "
+             f"Model {args.model}{' (small: depths 1-1-2-1, dims 16-128)' if args.small else ''}, batch {args.batch}, {args.img}x{args.img}, fp32, training structure, "
              f"{args.repeats} timed steps (medians), 2 warm-up steps",
              "", f"| configuration | img/s | × {base} | max rel. loss diff vs {base} ({args.repeats + 2} steps) "
              "| peak RSS MB (of which training steps) |",

@@ -34,6 +34,22 @@ def test_batch_size_never_exceeds_the_training_set(n):
     assert auto_batch_size(n, "image", "detect") == min(16, auto_batch_size(n, "image"))  # dense: more steps
 
 
+def test_large_sets_of_small_samples_get_batch_128():
+    """16384+ samples of <= 3x32x32 values: batch 128 (the budget binds there); larger samples, smaller sets and the
+    modality caps keep their batch."""
+    assert auto_batch_size(60000, "image", sample_values=1 * 32 * 32) == 128
+    assert auto_batch_size(60000, "image", sample_values=3 * 32 * 32) == 128
+    assert auto_batch_size(60000, "image", sample_values=3 * 64 * 64) == 64
+    assert auto_batch_size(16383, "image", sample_values=1024) == 64
+    assert auto_batch_size(60000, "video", sample_values=1024) == 16
+    assert auto_batch_size(60000, "image", "detect", sample_values=1024) == 16
+    chosen, why = choose_recipe(TrainConfig(modality="image", data="x"), _facts(60000, "image", (1, 32, 32)))
+    assert chosen["batch_size"] == 128 and chosen["lr"] == pytest.approx(2e-3 * 2)  # sqrt(128 / 32)
+    assert any("large set of small samples" in w for w in why)
+    assert choose_recipe(TrainConfig(modality="image", data="x"), _facts(1000, "image", (1, 32, 32)))[0][
+        "batch_size"] == 64
+
+
 def test_small_sets_get_many_epochs_and_large_sets_few():
     assert auto_epochs(2) == 300 and auto_epochs(21) == 72 and auto_epochs(937) == 20
 

@@ -36,10 +36,10 @@ def photometric(img: torch.Tensor, rng: np.random.Generator, strength: float) ->
         return img
     lo, hi = 1.0 - strength, 1.0 + strength
     brightness, contrast, saturation = (float(v) for v in rng.uniform(lo, hi, size=3))
-    out = img * brightness
-    mean = out.mean()
-    out = (out - mean) * contrast + mean
+    # brightness then contrast about the brightened mean, as one affine map:
+    # (b x - b m) c + b m = (b c) x + b m (1 - c), m the image's mean (one pass instead of four on a small image)
+    mean = float(img.mean())
+    out = img.mul(brightness * contrast).add_(mean * brightness * (1.0 - contrast))
     if img.shape[0] == 3:
-        grey = out.mean(0, keepdim=True)
-        out = (out - grey) * saturation + grey
+        out = torch.lerp(out.mean(0, keepdim=True), out, saturation)  # grey + s (out - grey)
     return out.clamp_(0.0, 1.0).to(img.dtype)
