@@ -1,10 +1,11 @@
 """Training-step throughput: a plain eager reference vs lkconv's training paths, same weights, same batches.
 
-Run: ``python benchmarks/bench_train.py [--model unireplknet_t] [--batch 16] [--img 128] [--threads 2]
-[--repeats 5] [--out FILE]``
+Run: ``python benchmarks/bench_train.py [--model unireplknet_t] [--small] [--batch 16] [--img 128] [--threads 2]
+[--repeats 5] [--out FILE]`` (``--small``: the automatic recipe's small UniRepLKNet, depths 1-1-2-1, dims 16-128)
 
 Configurations (all fp32, training structure, AdamW step included, the same initial weights):
-  plain          a literal eager NCHW implementation (benchmarks/_plain_unireplknet.py): the baseline
+  plain          a literal eager NCHW implementation (benchmarks/_plain_unireplknet.py) stepped by PyTorch's
+                 default AdamW: the baseline (the others step with the trainer's make_adamw)
   eager          lkconv's model, eager, NCHW input
   channels_last  lkconv's model and batches in channels_last (UniRepLKNet blocks then run their pointwise layers
                  as 1x1 convolutions on that layout, and depthwise convs on oneDNN's NHWC path)
