@@ -56,7 +56,8 @@ def test_small_sets_get_many_epochs_and_large_sets_few():
 
 def test_choices_for_a_small_multivariate_series_set():
     values, reasons = choose_recipe(_cfg(modality="timeseries"), _facts(40, raw_shape=(6, 100)))
-    assert values["batch_size"] == 8 and values["model"] == "unireplknet_a" and "model_args" not in values
+    assert values["batch_size"] == 8 and values["model"] == "unireplknet_a"
+    assert values["model_args"] == SMALL_UNIREPLKNET  # the small model, with the lr rule the series panel ran with
     assert values["epochs"] == 300 and values["lr"] == pytest.approx(1e-3 * (8 / 16) ** 0.5, rel=1e-3)
     assert values["adapter_args"] == {"mapping": "square", "norm": "dataset"}
     assert values["drop_path_rate"] == 0.0 and 0 < values["warmup_epochs"] <= 2

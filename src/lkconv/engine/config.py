@@ -39,11 +39,11 @@ class TrainConfig:
     modality: str = _opt("image", "kind of data (the modality registry)", "image, audio, timeseries, pointcloud, video")
     task: str = _opt("classify", "what to learn", "classify, forecast (timeseries), segment and detect (image)")
     model: str | None = _opt(None, "backbone name (`lkconv list-models`); auto: unireplknet_a, with a small "
-                             "UniRepLKNet (model_args) for images, point clouds and video")
+                             "UniRepLKNet (model_args) for images, audio, point clouds, video and series classification")
     epochs: int | None = _opt(None, "passes over the training set; auto: enough for ~1500 optimizer steps "
                               "(20-300 epochs), then cut to fit --budget", ">= 1")
     batch_size: int | None = _opt(None, "global batch per optimizer step; auto: the largest power of 2 <= n_train/4, "
-                                  "8-64 (smaller caps for video, point clouds, audio)", ">= 1")
+                                  "8-64 (smaller caps for video, point clouds, audio; up to 128 for 16384+ small samples)", ">= 1")
     lr: float | None = _opt(None, "peak learning rate (AdamW); auto: 1e-3 * sqrt(batch/16) (the small model: "
                             "2e-3 * sqrt(batch/32))", "> 0")
     min_lr: float = _opt(1e-6, "learning rate at the end of the cosine schedule", ">= 0")
