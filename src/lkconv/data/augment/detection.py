@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .image import resize_image
+from .image import photometric, resize_image
 
 __all__ = ["letterbox", "random_scale_crop", "hflip_boxes", "photometric", "pad_targets"]
 
@@ -55,17 +55,6 @@ def hflip_boxes(img: torch.Tensor, boxes: np.ndarray) -> tuple[torch.Tensor, np.
     flipped = boxes.copy()
     flipped[:, 0], flipped[:, 2] = w - boxes[:, 2], w - boxes[:, 0]
     return img.flip(-1), flipped
-
-
-def photometric(img: torch.Tensor, rng: np.random.Generator, strength: float = 0.25) -> torch.Tensor:
-    """Random brightness, contrast and (colour images) saturation, each by a factor in ``1 ± strength``."""
-    b, c, s = (float(rng.uniform(1 - strength, 1 + strength)) for _ in range(3))
-    img = img * b
-    img = (img - img.mean()) * c + img.mean()
-    if img.shape[0] == 3:
-        grey = img.mean(0, keepdim=True)
-        img = (img - grey) * s + grey
-    return img.clamp(0, 1)
 
 
 def pad_targets(boxes: np.ndarray, labels: np.ndarray, max_boxes: int) -> torch.Tensor:

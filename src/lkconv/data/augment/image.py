@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["resize_image", "center_resize", "random_resized_crop", "random_pad_crop"]
+__all__ = ["resize_image", "center_resize", "random_resized_crop", "random_pad_crop", "photometric"]
 
 
 # Inputs of up to this many pixels are resized by two small matrix products (the matrices of F.interpolate's resize,
@@ -90,3 +90,20 @@ def _reflect_index(size: int, pad: int) -> torch.Tensor:
         raise ValueError(f"reflect padding of {pad} needs an axis longer than that, got {size}")
     i = torch.arange(-pad, size + pad).abs()
     return torch.where(i >= size, 2 * (size - 1) - i, i)
+
+
+def photometric(img: torch.Tensor, rng: np.random.Generator, strength: float = 0.25) -> torch.Tensor:
+    """Random brightness and contrast (and, for colour, saturation) factors in ``[1 - strength, 1 + strength]``
+    on a float (C, H, W) image in [0, 1]; the result is clamped to [0, 1]. ``strength`` 0 returns ``img``. The one
+    definition for classification, segmentation (image channels of the pair) and detection."""
+    if strength <= 0:
+        return img
+    lo, hi = 1.0 - strength, 1.0 + strength
+    brightness, contrast, saturation = (float(v) for v in rng.uniform(lo, hi, size=3))
+    # brightness then contrast about the brightened mean, as one affine map:
+    # (b x - b m) c + b m = (b c) x + b m (1 - c), m the image's mean (one pass instead of four on a small image)
+    mean = float(img.mean())
+    out = img.mul(brightness * contrast).add_(mean * brightness * (1.0 - contrast))
+    if img.shape[0] == 3:
+        out = torch.lerp(out.mean(0, keepdim=True), out, saturation)  # grey + s (out - grey)
+    return out.clamp_(0.0, 1.0).to(img.dtype)

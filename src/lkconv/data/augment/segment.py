@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .image import photometric as image_photometric
 from .image import resize_image
 
 __all__ = ["IGNORE_INDEX", "resize_pair", "random_scale_crop", "photometric", "eval_resize", "split_pair"]
@@ -60,15 +61,7 @@ def random_scale_crop(pair: torch.Tensor, size: int, rng: np.random.Generator,
 def photometric(pair: torch.Tensor, rng: np.random.Generator, strength: float = 0.25) -> torch.Tensor:
     """Random brightness, contrast and (colour images) saturation of the image channels, each by up to
     ``strength``; the mask channel is left as it is."""
-    img, mask = pair[:-1], pair[-1:]
-    b, c, s = (1 + float(rng.uniform(-strength, strength)) for _ in range(3))
-    img = img * b
-    mean = img.mean()
-    img = (img - mean) * c + mean
-    if img.shape[0] == 3:
-        grey = img.mean(0, keepdim=True)
-        img = (img - grey) * s + grey
-    return torch.cat([img.clamp(0, 1), mask])
+    return torch.cat([image_photometric(pair[:-1], rng, strength), pair[-1:]])
 
 
 def eval_resize(pair: torch.Tensor, size: int) -> torch.Tensor:

@@ -12,10 +12,11 @@ Every function draws only from the ``numpy`` Generator it is given, so a seed fi
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from ...data.augment.image import photometric
 
 __all__ = ["FLIP_MIN_SIDE", "auto_flip", "photometric"]
+
+# the photometric change is shared with segmentation and detection; it lives with the other image transforms
 
 FLIP_MIN_SIDE = 64
 
@@ -27,19 +28,3 @@ def auto_flip(channels: int, native_side: int) -> tuple[bool, str]:
     kind = "grey" if channels == 1 else "colour"
     return False, (f"flips off: {kind} images of {native_side} px may be glyphs (digits, letters) whose class a "
                    "mirror changes; modality_args.flip: true turns them on")
-
-
-def photometric(img: torch.Tensor, rng: np.random.Generator, strength: float) -> torch.Tensor:
-    """Random brightness and contrast (and, for colour, saturation) factors in ``[1 - strength, 1 + strength]``
-    on a float (C, H, W) image in [0, 1]; the result is clamped to [0, 1]. ``strength`` 0 returns ``img``."""
-    if strength <= 0:
-        return img
-    lo, hi = 1.0 - strength, 1.0 + strength
-    brightness, contrast, saturation = (float(v) for v in rng.uniform(lo, hi, size=3))
-    # brightness then contrast about the brightened mean, as one affine map:
-    # (b x - b m) c + b m = (b c) x + b m (1 - c), m the image's mean (one pass instead of four on a small image)
-    mean = float(img.mean())
-    out = img.mul(brightness * contrast).add_(mean * brightness * (1.0 - contrast))
-    if img.shape[0] == 3:
-        out = torch.lerp(out.mean(0, keepdim=True), out, saturation)  # grey + s (out - grey)
-    return out.clamp_(0.0, 1.0).to(img.dtype)
