@@ -49,6 +49,33 @@ def test_batched_nms_matches_brute_force(seed):
     assert nms(boxes, scores, 0.5).tolist() == _brute_nms(boxes.tolist(), scores.tolist(), [0] * 60, 0.5)
 
 
+def _matrix_nms(boxes, scores, thr):
+    """The full-IoU-matrix greedy NMS (the implementation before the kept-box pass): the reference."""
+    order = scores.argsort(descending=True, stable=True)
+    suppress = (box_iou(boxes[order], boxes[order]) > thr) & torch.ones(len(order), len(order), dtype=torch.bool).triu(1)
+    alive = torch.ones(len(order), dtype=torch.bool)
+    for i in range(len(order)):
+        if alive[i]:
+            alive &= ~suppress[i]
+    return order[alive]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_nms_on_many_crowded_boxes_equals_the_matrix_version_and_stops_at_max_keep(seed):
+    """1000 candidates in a small field (as FCOS's pre-NMS top 1000 on a small image), with tied scores: the kept-box
+    pass keeps exactly what the full-matrix walk keeps; max_keep gives its first boxes."""
+    g = torch.Generator().manual_seed(seed)
+    boxes = _random_boxes(g, 1000, size=60.0)
+    scores = (torch.rand(1000, generator=g) * 50).round() / 50  # ties: the stable order decides
+    classes = torch.randint(0, 5, (1000,), generator=g)
+    want = _matrix_nms(boxes, scores, 0.6)
+    assert nms(boxes, scores, 0.6).tolist() == want.tolist() and len(want) > 20
+    assert nms(boxes, scores, 0.6, max_keep=7).tolist() == want[:7].tolist()
+    assert nms(boxes, scores, 0.6, max_keep=0).numel() == 0
+    full = batched_nms(boxes, scores, classes, 0.6)
+    assert batched_nms(boxes, scores, classes, 0.6, max_keep=100).tolist() == full[:100].tolist()
+
+
 def test_iou_and_giou_values():
     a = torch.tensor([[0.0, 0, 10, 10]])
     b = torch.tensor([[5.0, 0, 15, 10], [20.0, 0, 30, 10]])

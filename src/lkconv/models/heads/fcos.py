@@ -305,7 +305,7 @@ def fcos_postprocess(output: torch.Tensor, num_classes: int, *, score_threshold:
         boxes = boxes_all[b, loc].clamp_min(0)
         if image_size is not None:
             boxes = torch.minimum(boxes, boxes.new_tensor([image_size[1], image_size[0]] * 2))
-        kept = batched_nms(boxes, scores, labels, iou_threshold)[:max_detections]
+        kept = batched_nms(boxes, scores, labels, iou_threshold, max_keep=max_detections)
         results.append({"boxes": boxes[kept], "scores": scores[kept], "labels": labels[kept]})
     return results
 
