@@ -76,3 +76,22 @@ def test_a_bare_model_says_its_input_is_not_normalized_in_the_graph(tmp_path):
 
     path = export_onnx(model, torch.randn(1, 3, 64, 64), tmp_path / "bare.onnx")
     assert read_onnx_metadata(path) == meta  # export_onnx records the same by default
+
+
+def test_a_video_run_with_motion_channels_exports_and_matches(tmp_path, randomize):
+    """The video adapter's frame differences and motion energy (slices, products, signed square roots) are part of
+    the exported graph: onnxruntime on the raw clip equals PyTorch."""
+    from lkconv.deploy.export import check_onnx, export_onnx
+    from lkconv.engine.model import build_model as build_run_model
+
+    cfg = {"model": "unireplknet_a", "model_args": {"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64],
+                                                     "kernel_sizes": [[3], [7], [7], [7]], "num_classes": 4,
+                                                     "in_chans": 4},
+           "adapter": "video", "adapter_args": {"num_frames": 4, "in_chans": 1, "layout": "grid",
+                                                "temporal_diff": True, "motion": True},
+           "task": "classify", "class_names": ["l", "r", "u", "d"], "modality": "video", "raw_shape": [4, 1, 16, 16]}
+    model = build_run_model(cfg).eval()
+    randomize(model)
+    clip = torch.rand(2, 4, 1, 16, 16)
+    path = export_onnx(model, clip, tmp_path / "v.onnx")
+    assert check_onnx(path, model, torch.rand(3, 4, 1, 16, 16)) < 1e-4

@@ -1,6 +1,8 @@
 """The automatic recipe (issue 19): its choices on data descriptions, the baselines, and default runs on tiny data."""
 
 import csv
+import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,10 +10,10 @@ import torch
 import yaml
 
 from lkconv.cli import build_parser, main
-from lkconv.engine.auto_recipe import (SMALL_UNIREPLKNET, DataFacts, auto_batch_size, auto_epochs, choose_recipe,
-                                       modality_defaults)
+from lkconv.engine.auto_recipe import (SMALL_UNIREPLKNET, WIDE_SMALL_UNIREPLKNET, DataFacts, auto_batch_size,
+                                       auto_epochs, choose_recipe, modality_defaults)
 from lkconv.engine.baselines import majority_accuracy, nearest_neighbour_accuracy
-from lkconv.engine.config import TrainConfig
+from lkconv.engine.config import ConfigError, TrainConfig
 from lkconv.modalities.timeseries.adapter import TimeSeriesAdapter
 
 
@@ -46,8 +48,40 @@ def test_large_sets_of_small_samples_get_batch_128():
     chosen, why = choose_recipe(TrainConfig(modality="image", data="x"), _facts(60000, "image", (1, 32, 32)))
     assert chosen["batch_size"] == 128 and chosen["lr"] == pytest.approx(2e-3 * 2)  # sqrt(128 / 32)
     assert any("large set of small samples" in w for w in why)
-    assert choose_recipe(TrainConfig(modality="image", data="x"), _facts(1000, "image", (1, 32, 32)))[0][
-        "batch_size"] == 64
+    small = choose_recipe(TrainConfig(modality="image", data="x"), _facts(1000, "image", (1, 32, 32)))[0]
+    assert small["batch_size"] == 64 and small["model_args"] == SMALL_UNIREPLKNET
+
+
+def test_large_image_sets_of_small_samples_get_the_small_model_twice_as_wide():
+    chosen, why = choose_recipe(TrainConfig(modality="image", data="x"), _facts(60000, "image", (1, 28, 28)))
+    assert chosen["model_args"] == WIDE_SMALL_UNIREPLKNET and WIDE_SMALL_UNIREPLKNET["dims"] == [32, 64, 128, 256]
+    assert WIDE_SMALL_UNIREPLKNET["depths"] == SMALL_UNIREPLKNET["depths"]
+    assert chosen["lr"] == pytest.approx(2e-3 * 2)  # the small model's lr rule
+    assert any("dims 32-256" in w and "twice the width" in w for w in why)
+    for facts in (_facts(16383, "image", (1, 28, 28)), _facts(60000, "image", (3, 64, 64)),
+                  _facts(60000, "timeseries", (1, 100))):  # fewer, larger samples, or not images: the small model
+        assert choose_recipe(TrainConfig(modality=facts.modality, data="x"), facts)[0]["model_args"] == \
+            SMALL_UNIREPLKNET
+    given = TrainConfig(modality="image", data="x", model_args=dict(WIDE_SMALL_UNIREPLKNET))
+    lr = choose_recipe(given, _facts(100, "image", (1, 28, 28)))[0]["lr"]  # given: the small model's rule as well
+    assert lr == round(2e-3 * math.sqrt(16 / 32), 6)
+
+
+def test_the_budget_is_10_minutes_and_15_for_dense_tasks():
+    """Issue 16 states the dense targets within ~15 minutes, and dense tasks train for the whole budget (300 epochs,
+    which the trainer cuts); a given --budget (0 included) is kept."""
+    facts = _facts(2000, "image", (3, 64, 64))
+    for task, minutes, epochs in (("classify", 10.0, auto_epochs(2000 // 64)), ("segment", 15.0, 300),
+                                  ("detect", 15.0, 300)):
+        chosen, why = choose_recipe(TrainConfig(modality="image", task=task, data="x"), replace(facts, task=task))
+        assert chosen["budget"] == minutes and chosen["epochs"] == epochs
+        assert any(f"--budget {minutes:g} min" in w for w in why)
+    for given in (0.0, 3.0):
+        chosen, _ = choose_recipe(TrainConfig(modality="image", task="detect", data="x", budget=given),
+                                  replace(facts, task="detect"))
+        assert "budget" not in chosen
+    with pytest.raises(ConfigError, match="budget: must be >= 0"):
+        TrainConfig.from_dict({"modality": "image", "data": "x", "out": "y", "budget": -1})
 
 
 def test_small_sets_get_many_epochs_and_large_sets_few():
@@ -82,7 +116,7 @@ def test_the_rule_is_deterministic():
 
 def test_user_values_win():
     cfg = _cfg(modality="timeseries", batch_size=32, epochs=7, lr=0.01, model="unireplknet_a", warmup_epochs=1.0,
-               drop_path_rate=0.2, eval_every=3, layer_decay=1.0, modality_args={"norm": "instance"})
+               drop_path_rate=0.2, eval_every=3, layer_decay=1.0, budget=10.0, modality_args={"norm": "instance"})
     values, _ = choose_recipe(cfg, _facts(40, raw_shape=(6, 100)))
     assert values == {}
     changes, _ = modality_defaults(_cfg(modality="pointcloud", img_size=48, modality_args={"rotation": "z"}))
@@ -122,7 +156,8 @@ def test_help_lists_every_option_with_description_and_default():
     assert set(options) == {f for f in TrainConfig.__dataclass_fields__}
     for dest, action in options.items():
         assert action.help and "default:" in action.help, dest
-    assert "default: auto" in options["batch_size"].help and "default: 10.0" in options["budget"].help
+    assert "default: auto" in options["batch_size"].help and "default: auto" in options["budget"].help
+    assert "auto: 10, 15 for segment and detect" in " ".join(options["budget"].help.split())
 
 
 def _series_npz(folder, n_train=20, n_val=12, channels=3):

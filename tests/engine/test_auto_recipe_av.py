@@ -49,6 +49,7 @@ def test_video_folder_rule_grid_with_differences_at_32_px():
     changes, reasons = modality_defaults(cfg)
     assert changes["img_size"] == VIDEO_IMG_SIZE == 32
     assert changes["modality_args"]["layout"] == "grid" and changes["modality_args"]["temporal_diff"] is True
+    assert changes["modality_args"]["motion"] is True
     assert changes["modality_args"]["channels"] == 1
     given = modality_defaults(cfg.replace(img_size=48, modality_args={"layout": "channels"}))[0]
     assert "img_size" not in given and given["modality_args"]["layout"] == "channels"

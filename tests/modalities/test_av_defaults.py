@@ -15,7 +15,7 @@ from lkconv.modalities.audio.adapter import AudioAdapter, floor_top_db, utteranc
 from lkconv.modalities.audio.data import adapter_args_from
 from lkconv.modalities.audio.folder_facts import audio_header, auto_clip_seconds, auto_high_freq, scan_audio_folder
 from lkconv.modalities.video import data as video_data
-from lkconv.modalities.video.adapter import VideoAdapter, with_temporal_diff
+from lkconv.modalities.video.adapter import VideoAdapter, motion_energy, with_temporal_diff
 
 
 def _noise(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
@@ -102,6 +102,43 @@ def test_temporal_diff_channels_follow_each_frame():
     # a static clip has zero difference channels, whatever its content
     static = torch.rand(1, 1, 3, 8, 8).expand(1, 4, 3, 8, 8)
     assert ad(static).reshape(1, 4, 6, 8, 8)[:, :, 3:].abs().max() == 0
+
+
+def _panning_clip(dx: int, dy: int, frames: int = 6, side: int = 24) -> torch.Tensor:
+    """A smooth random texture moved by (dx, dy) px per frame (wrapping): (1, T, 1, side, side)."""
+    g = torch.Generator().manual_seed(0)
+    tex = torch.nn.functional.avg_pool2d(torch.rand(1, 1, side + 8, side + 8, generator=g), 5, 1, 2)[..., :side, :side]
+    return torch.stack([tex.roll((t * dy, t * dx), dims=(-2, -1)) for t in range(frames)], dim=1)
+
+
+@pytest.mark.parametrize("dx,dy", [(1, 0), (-1, 0), (0, 1), (0, -1)])
+def test_motion_energy_tells_the_direction_of_a_pan(dx, dy):
+    """D * dI/dx ~ -v_x (dI/dx)^2 (brightness constancy): its mean over a frame has the sign of -v_x; along the
+    other axis it averages out (smaller by a factor of several)."""
+    out = motion_energy(_panning_clip(dx, dy))
+    assert out.shape == (1, 6, 2, 24, 24) and out[:, -1].abs().max() == 0  # the last frame has no next one
+    mx, my = out[0, :-1, 0].mean().item(), out[0, :-1, 1].mean().item()
+    along, across = (mx, my) if dx else (my, mx)
+    assert along * -(dx or dy) > 0 and abs(along) > 3 * abs(across)
+
+
+def test_motion_channels_in_the_adapter_and_its_config():
+    x = _panning_clip(1, 0, frames=4, side=8)
+    ad = VideoAdapter(num_frames=4, in_chans=1, layout="channels", temporal_diff=True, motion=True)
+    assert ad.out_chans == 16 and ad.config()["motion"] is True
+    out = ad(x).reshape(1, 4, 4, 8, 8)
+    norm = (x - 0.5) / 0.5
+    torch.testing.assert_close(out[:, :, :2], with_temporal_diff(norm).reshape(1, 4, 2, 8, 8))
+    torch.testing.assert_close(out[:, :, 2:], motion_energy(norm))
+    assert VideoAdapter(num_frames=4, in_chans=3, layout="grid", motion=True)(torch.rand(2, 4, 3, 8, 8)).shape == \
+        (2, 9, 16, 16)
+    assert VideoAdapter(**ad.config())(x).equal(ad(x))  # the run directory rebuilds the same adapter
+    static = torch.rand(1, 1, 1, 8, 8).expand(1, 4, 1, 8, 8)
+    assert ad(static).reshape(1, 4, 4, 8, 8)[:, :, 1:].abs().max() == 0
+    with pytest.raises(ValueError, match="motion must be true or false"):
+        VideoAdapter(num_frames=4, in_chans=1, motion="yes")
+    cfg = TrainConfig(data="x", out="y", modality="video", modality_args={"layout": "grid", "motion": True})
+    assert video_data.video_options(cfg)[1]["motion"] is True
 
 
 def test_decoded_clips_are_cached_and_equal_to_decoding(monkeypatch):

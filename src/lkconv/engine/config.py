@@ -63,8 +63,9 @@ class TrainConfig:
     augment: bool | None = _opt(None, "training augmentation chosen by the automatic recipe for the modality (folders; "
                                 "docs/defaults.md); auto/true: on, false: every augmentation off that modality_args "
                                 "does not ask for")
-    budget: float = _opt(10.0, "minutes the training may take when epochs is auto: after the first steps the "
-                         "measured step time cuts the epochs to fit (0: no bound)", ">= 0")
+    budget: float | None = _opt(None, "minutes the training may take when epochs is auto: after the first steps "
+                                "the measured step time cuts the epochs to fit (0: no bound); auto: 10, 15 for "
+                                "segment and detect", ">= 0")
     amp: bool | None = _opt(None, "mixed precision; auto: on for CUDA (bf16, else fp16 + grad scaler), off on the CPU; true on the CPU: bf16 autocast")
     grad_checkpointing: bool = _opt(False, "recompute activations in backward (less memory, slower)")
     channels_last: bool = _opt(False, "channels-last memory format")
@@ -134,7 +135,7 @@ class TrainConfig:
         if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
             raise ConfigError(f"layer_decay: must be in (0, 1], got {self.layer_decay}")
         for key in ("min_lr", "weight_decay", "budget"):
-            if getattr(self, key) < 0:
+            if getattr(self, key) is not None and getattr(self, key) < 0:
                 raise ConfigError(f"{key}: must be >= 0, got {getattr(self, key)}")
         for key in ("mixup", "cutmix", "warmup_epochs", "clip_grad"):
             v = getattr(self, key)

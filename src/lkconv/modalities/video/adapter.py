@@ -21,6 +21,14 @@ difference and the frame's spatial gradient at the same place, which the first c
 the network must align frames several pixels apart first (see ``docs/defaults_evidence.md``, "Audio and video
 defaults").
 
+With ``motion`` every frame also carries two motion-energy channels per colour channel: the signed square root of
+``D · ∂I/∂x`` and ``D · ∂I/∂y``, with ``D = x[t+1] - x[t]`` and the spatial gradient (central differences) of the
+two frames' mean (zero for the last frame). Under a motion ``v`` the brightness-constancy equation gives
+``D ≈ -(v · ∇I)``, so ``D · ∂I/∂x ≈ -v_x (∂I/∂x)² - v_y (∂I/∂x)(∂I/∂y)``: its sign over a frame is the direction of
+motion along x, a product a linear first layer cannot form from the frame and its difference alone (the
+gradient-based "normal flow" of Horn & Schunck / Lucas & Kanade, without solving for the flow). The signed square
+root keeps the sign and brings the product back to the scale of its factors.
+
 Train-time augmentation (a crop shared by all frames) lives in the data layer.
 """
 
@@ -35,7 +43,7 @@ import torch
 from ..base import ModalityAdapter
 from ..image.adapter import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["VIDEO_LAYOUTS", "VideoAdapter", "grid_shape", "video_to_map", "with_temporal_diff"]
+__all__ = ["VIDEO_LAYOUTS", "VideoAdapter", "grid_shape", "motion_energy", "video_to_map", "with_temporal_diff"]
 
 VIDEO_LAYOUTS = ("reference", "grid", "channels")
 
@@ -81,6 +89,33 @@ def with_temporal_diff(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, diff], dim=2)
 
 
+def _central_diff(a: torch.Tensor, dim: int) -> torch.Tensor:
+    """Derivative along ``dim`` by central differences, one-sided at the two borders (zeros for a length-1 axis);
+    slices and a concatenation only, so ONNX export keeps it."""
+    n = a.shape[dim]
+    if n < 2:
+        return torch.zeros_like(a)
+    first = a.narrow(dim, 1, 1) - a.narrow(dim, 0, 1)
+    last = a.narrow(dim, n - 1, 1) - a.narrow(dim, n - 2, 1)
+    if n == 2:
+        return torch.cat([first, last], dim)
+    inner = (a.narrow(dim, 2, n - 2) - a.narrow(dim, 0, n - 2)) * 0.5
+    return torch.cat([first, inner, last], dim)
+
+
+def motion_energy(x: torch.Tensor) -> torch.Tensor:
+    """(B, T, C, H, W) -> (B, T, 2C, H, W): signed square roots of ``D · ∂Ī/∂x`` and ``D · ∂Ī/∂y`` per frame, with
+    ``D = x[t+1] - x[t]`` and ``Ī`` the mean of frames ``t`` and ``t+1`` (zeros for the last frame; see the module
+    docstring)."""
+    if x.shape[1] < 2:
+        return torch.cat([torch.zeros_like(x), torch.zeros_like(x)], dim=2)
+    d = x[:, 1:] - x[:, :-1]
+    mean = (x[:, 1:] + x[:, :-1]) * 0.5
+    prods = torch.cat([d * _central_diff(mean, -1), d * _central_diff(mean, -2)], dim=2)
+    energy = torch.sign(prods) * torch.sqrt(prods.abs())
+    return torch.cat([energy, torch.zeros_like(energy[:, :1])], dim=1)  # no in-place writes: ONNX export keeps it
+
+
 class VideoAdapter(ModalityAdapter):
     """(B, T, C, H, W) clips → normalised (B, C', H', W') maps.
 
@@ -92,13 +127,14 @@ class VideoAdapter(ModalityAdapter):
         std: Per-colour-channel std (default: ImageNet's for 3 channels, 0.5 otherwise).
         temporal_diff: Add each frame's difference to the next as ``in_chans`` extra channels (see the module
             docstring); the map then has twice the channels.
+        motion: Add the two motion-energy channels per colour channel (:func:`motion_energy`) after those.
     """
 
     name = "video"
 
     def __init__(self, num_frames: int = 16, in_chans: int = 3, layout: str = "reference",
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                 temporal_diff: bool = False) -> None:
+                 temporal_diff: bool = False, motion: bool = False) -> None:
         super().__init__()
         if layout not in VIDEO_LAYOUTS:
             raise ValueError(f"video layout {layout!r} is not accepted; choose one of {', '.join(VIDEO_LAYOUTS)}")
@@ -113,8 +149,10 @@ class VideoAdapter(ModalityAdapter):
         self.num_frames, self.in_chans, self.layout = num_frames, in_chans, layout
         if not isinstance(temporal_diff, bool):
             raise ValueError(f"temporal_diff must be true or false, got {temporal_diff!r}")
-        self.temporal_diff = temporal_diff
-        per_frame = in_chans * (2 if temporal_diff else 1)
+        if not isinstance(motion, bool):
+            raise ValueError(f"motion must be true or false, got {motion!r}")
+        self.temporal_diff, self.motion = temporal_diff, motion
+        per_frame = in_chans * (1 + int(temporal_diff) + 2 * int(motion))
         self.out_chans = num_frames * per_frame if layout == "channels" else per_frame
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 1, -1, 1, 1), persistent=False)
@@ -122,7 +160,7 @@ class VideoAdapter(ModalityAdapter):
     def config(self) -> dict[str, Any]:
         return {"num_frames": self.num_frames, "in_chans": self.in_chans, "layout": self.layout,
                 "mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist(),
-                "temporal_diff": self.temporal_diff}
+                "temporal_diff": self.temporal_diff, "motion": self.motion}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5 or x.shape[1] != self.num_frames or x.shape[2] != self.in_chans:
@@ -133,6 +171,7 @@ class VideoAdapter(ModalityAdapter):
         elif not x.is_floating_point():
             raise ValueError(f"video adapter expects float in [0, 1] or uint8 clips, got dtype {x.dtype}")
         x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
-        if self.temporal_diff:
-            x = with_temporal_diff(x)
-        return video_to_map(x, self.layout)
+        parts = [with_temporal_diff(x) if self.temporal_diff else x]
+        if self.motion:
+            parts.append(motion_energy(x))
+        return video_to_map(torch.cat(parts, dim=2) if len(parts) > 1 else parts[0], self.layout)

@@ -13,7 +13,8 @@ Clips are generated on access from a seed (training clips are fresh every epoch;
 
 ``modality_args`` (all optional): ``num_frames`` (16), ``channels`` (3 for files, 1 for ``moving-fashion``),
 ``layout`` (``reference``, ``grid`` or ``channels``: see :mod:`lkconv.modalities.video`), ``temporal_diff``
-(false: frame differences as extra channels, :class:`~lkconv.modalities.video.adapter.VideoAdapter`), ``aug`` (``crop`` or
+(false: frame differences as extra channels, :class:`~lkconv.modalities.video.adapter.VideoAdapter`), ``motion`` (false:
+motion-energy channels, :func:`~lkconv.modalities.video.adapter.motion_energy`), ``aug`` (``crop`` or
 ``none``, files only), ``temporal_jitter`` (false; files only: :mod:`lkconv.modalities.video.augment`);
 ``moving-fashion`` only: ``directions`` (8 or 4), ``train_clips`` (4000), ``val_clips`` (1000). The run's
 ``img_size`` is the frame side (default 64 for ``moving-fashion``, 112 for files).
@@ -42,7 +43,7 @@ __all__ = [
 ]
 
 VIDEO_EXTENSIONS = ("mp4", "avi", "mkv", "webm", "mov")
-ADAPTER_OPTIONS = ("layout", "temporal_diff")
+ADAPTER_OPTIONS = ("layout", "temporal_diff", "motion")
 DATA_OPTIONS = ("num_frames", "channels", "aug", "temporal_jitter")
 BUILTIN_OPTIONS = ("directions", "train_clips", "val_clips")
 _DECODE_MARGIN = 8 / 7  # decode a little larger than img_size, then crop
@@ -84,8 +85,9 @@ def video_options(cfg, *, builtin: bool = False) -> tuple[dict[str, Any], dict[s
     if layout not in VIDEO_LAYOUTS:
         raise DataError(f"modality_args.layout: {layout!r} is not accepted; choose {', '.join(VIDEO_LAYOUTS)}")
     adapter = {"num_frames": opts["num_frames"], "in_chans": opts["channels"], "layout": layout}
-    if "temporal_diff" in args:
-        adapter["temporal_diff"] = args["temporal_diff"]
+    for key in ("temporal_diff", "motion"):
+        if key in args:
+            adapter[key] = args[key]
     try:
         VideoAdapter(**adapter)
     except (TypeError, ValueError) as e:
