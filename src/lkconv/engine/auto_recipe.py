@@ -80,8 +80,9 @@ TASK_BATCH_CAP = {"detect": 16}
 # 90.5 % (docs/defaults.md).
 # The time budget (minutes) when the user gives none: 10, and 15 for dense tasks, as issue 16 states their targets;
 # dense tasks train for the whole budget (their curves still rose when the step target ended them: builtin:fashion-
-# on-photos stopped at 49 epochs in 585 s of a 15-minute budget, mIoU 0.660). builtin:fashion-detect (quiet machine,
-# 2 threads): mAP@0.5 0.719 in the 15 epochs 10 minutes fit, 0.759 in 20 epochs (874 s) with 15 (docs/dense.md).
+# on-photos stopped at 49 epochs in 585 s of a 15-minute budget, mIoU 0.660; 0.673 in the 99 epochs of 15 minutes).
+# builtin:fashion-detect (2 threads): mAP@0.5 0.719 in the 15 epochs 10 minutes fit, 0.798 in the 33 of 15 minutes
+# (docs/dense.md).
 DEFAULT_BUDGET = 10.0
 TASK_BUDGET = {"segment": 15.0, "detect": 15.0}
 LARGE_SET = 16384
