@@ -5,6 +5,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -12,6 +13,10 @@ import bench_int8_layers as bi  # noqa: E402
 
 
 def test_layer_rates_times_every_precision(one_thread):
+    from lkconv.deploy.int8 import int8_gemm_saturates
+
+    if int8_gemm_saturates():  # the benchmark then (rightly) refuses: its raw oneDNN int8 GEMM is wrong here
+        pytest.skip("oneDNN's int8 GEMM saturates on this CPU (no VNNI)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # quantized tensor creation is deprecated in torch 2.13
         t = bi.layer_rates(tokens=64, cin=16, cout=32, repeats=2, clock="wall")

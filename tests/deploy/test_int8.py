@@ -8,8 +8,10 @@ import torch.nn.functional as F
 
 import lkconv
 from lkconv.deploy.int8 import (Int8Pointwise, Int8UniRepLKNetBlock, RangeObserver, activation_qparams,
-                                calibration_batches, optimize_int8, qdq_model, quantize_weight)
+                                calibration_batches, int8_gemm_saturates, optimize_int8, qdq_model,
+                                quantize_weight)
 from lkconv.deploy.optimize import optimize_for_inference
+from lkconv.ops.fused import onednn_bf16
 
 TINY = {"depths": [1, 1, 2, 1], "dims": [16, 32, 64, 128], "kernel_sizes": [[3], [13], [13, 3], [13]]}
 
@@ -136,7 +138,7 @@ def test_int8_model_equals_qdq_reference(randomize):
     assert (q(x) - want).abs().max().item() <= 1e-4 * span
     assert (want - fp32).abs().max().item() > 1e-6 * span  # the reference is quantized, not the float model
     qb = optimize_for_inference(m, x, dtype=torch.int8, calibration=cal)  # the public route: bf16 float layers
-    assert qb.dtype == torch.bfloat16
+    assert qb.dtype == (torch.bfloat16 if onednn_bf16() else torch.float32)  # where the CPU runs bf16 natively
     assert qb.quantization["blocks"] == len(blocks) and 0 <= qb.quantization["blocks_int8"] <= len(blocks)
     assert (qb(x) - want).abs().max().item() <= 2e-2 * span
 
@@ -217,8 +219,11 @@ def test_int8_onnx_export_runs_in_onnxruntime(randomize, tmp_path):
     assert len(weight_dq) == n_layers
     for n in weight_dq:  # per-channel: one scale per output row
         assert dims[n.input[1]] == dims[n.input[0]][:1]
-    assert check_onnx(path, q, x) < 1e-4
-    assert check_onnx(path, q, torch.randn(3, 3, 32, 32)) < 1e-4  # dynamic batch
+    # onnxruntime's u8 x s8 GEMM on a CPU without VNNI saturates pairs of products at int16 as oneDNN's does
+    # (lkconv then dequantizes, exactly): 3.5e-4 measured on an AVX2-only AMD EPYC
+    tol = 1e-3 if int8_gemm_saturates() else 1e-4
+    assert check_onnx(path, q, x) < tol
+    assert check_onnx(path, q, torch.randn(3, 3, 32, 32)) < tol  # dynamic batch
 
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")

@@ -2,6 +2,7 @@
 
 import csv
 import math
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -196,16 +197,14 @@ def test_default_image_run_on_a_small_folder(image_folder, tmp_path, capsys):
     assert "result: val accuracy" in capsys.readouterr().out
 
 
-def test_budget_is_checked_again_after_the_first_epoch(tmp_path, monkeypatch, capsys):
-    """The first look at the step time (after 8 steps) may see one-off costs (decoding into the video and audio
-    caches): video-pan's first steps cut 100 epochs to 58 and the run then used 137 s of its 10 minutes. A second
-    look early in the second epoch re-plans the epochs from the rate then. A fake clock makes epoch 0's steps 2.5x
-    slower than the later ones (it advances on every call)."""
+def fake_clock(monkeypatch, tick: float) -> dict:
+    """The trainer's ``time.perf_counter`` replaced by a clock that advances ``clock["tick"]`` on every call (and
+    whatever a test adds to ``clock["t"]``)."""
     import time as real_time
 
     from lkconv.engine import trainer as tr
 
-    clock = {"t": 0.0, "tick": 0.05}
+    clock = {"t": 0.0, "tick": tick}
 
     class FakeTime:
         @staticmethod
@@ -217,6 +216,17 @@ def test_budget_is_checked_again_after_the_first_epoch(tmp_path, monkeypatch, ca
             return getattr(real_time, name)
 
     monkeypatch.setattr(tr, "time", FakeTime())
+    return clock
+
+
+def test_budget_is_checked_again_after_the_first_epoch(tmp_path, monkeypatch, capsys):
+    """The first look at the step time (after 8 steps) may see one-off costs (decoding into the video and audio
+    caches): video-pan's first steps cut 100 epochs to 58 and the run then used 137 s of its 10 minutes. A second
+    look early in the second epoch re-plans the epochs from the rate then. A fake clock makes epoch 0's steps 2.5x
+    slower than the later ones (it advances on every call)."""
+    from lkconv.engine import trainer as tr
+
+    clock = fake_clock(monkeypatch, tick=0.05)
     train_epoch = tr.Trainer.train_epoch
 
     def timed_epoch(self, epoch):
@@ -239,3 +249,49 @@ def test_budget_is_checked_again_after_the_first_epoch(tmp_path, monkeypatch, ca
     assert f"{config['epochs']} epochs fit the --budget of 0.15 min (was {first})" in printed
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert len(rows) == config["epochs"]
+
+
+@pytest.mark.parametrize("dearness, spaced", [(1.5, True), (4.0, False)])
+def test_a_run_whose_evaluation_grows_ends_within_its_budget(tmp_path, monkeypatch, capsys, dearness, spaced):
+    """Detection's evaluation grows as the detector learns (16 s at the end against a few at the start): the
+    default detect run took 959 s of its 15 minutes. A fake clock makes every evaluation from epoch 2 on cost
+    ``dearness`` training epochs. The watch cuts the epochs left; at 1.5 it also evaluates less often, at 4 it
+    cannot (a run keeps at least 5 evaluations, so the few epochs that fit are all evaluated). Either way the run's clock ends within the
+    budget and the last epoch is evaluated."""
+    from lkconv.engine import trainer as tr
+
+    clock = fake_clock(monkeypatch, tick=0.02)
+    evaluate = tr.evaluate_model
+    per_epoch = {}
+
+    def dear_evaluation(*args, **kwargs):
+        out = evaluate(*args, **kwargs)
+        if per_epoch["epoch"] >= 1:
+            clock["t"] += dearness * per_epoch["s"]
+        return out
+
+    train_epoch = tr.Trainer.train_epoch
+
+    def timed_epoch(self, epoch):
+        row, timing = train_epoch(self, epoch)
+        per_epoch.update(s=timing["epoch_seconds"], epoch=epoch)
+        return row, timing
+
+    monkeypatch.setattr(tr, "evaluate_model", dear_evaluation)
+    monkeypatch.setattr(tr.Trainer, "train_epoch", timed_epoch)
+    data = _series_npz(tmp_path, n_train=160, n_val=8, channels=1)
+    out = tmp_path / "run"
+    budget = 0.3
+    tr.train({"data": str(data), "out": str(out), "modality": "timeseries", "batch_size": 16, "budget": budget,
+              "model_args": {"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64], "kernel_sizes": [[3], [3], [3], [3]]},
+              "modality_args": {"aug": "none"}, "progress": False})
+    printed = capsys.readouterr().out
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    planned = int(re.search(r"epoch 2/(\d+)", printed).group(1))  # the plan after the early looks
+    assert "s per evaluation; " in printed, printed
+    assert config["epochs"] < planned, printed  # the first plan left ~10 % for evaluation, not 1.5 or 4 epochs' worth
+    assert ("evaluating every" in printed and config["eval_every"] > 1) == spaced, printed
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert len(rows) == config["epochs"] and rows[-1]["val_accuracy"]  # the last epoch is evaluated
+    assert sum(bool(r["val_accuracy"]) for r in rows) >= min(5, len(rows))
+    assert clock["t"] <= budget * 60, clock["t"]

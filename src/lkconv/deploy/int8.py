@@ -13,8 +13,8 @@ What is quantized, and why:
   ``pwconv1`` and the GRN scaling before ``pwconv2`` (``quantize=`` of :func:`~lkconv.ops.fused.se_gate` /
   :func:`~lkconv.ops.fused.gelu_grn`: the codes ``torch.quantize_per_tensor`` gives, no float tensor written and
   re-read by a separate quantization);
-* **everything else stays float** (``float_dtype``: bf16 by default, or fp32): the stem and downsampling layers,
-  the depthwise convolutions (bandwidth-bound: int8 halves bytes only where the map is read once), the norms, SE,
+* **everything else stays float** (``float_dtype``: bf16 by default where the CPU runs it natively, else fp32): the
+  stem and downsampling layers, the depthwise convolutions (bandwidth-bound: int8 halves bytes only where the map is read once), the norms, SE,
   GRN, the head. Their share of time is the bound on what int8 can gain (see ``docs/int8.md``).
 
 The int8 layer is exact to a plain *fake-quant* reference: quantize the input with the same scale and zero point
@@ -38,7 +38,7 @@ from ..ops.fused import gelu_grn, se_gate
 from .fast_unireplknet import FastUniRepLKNetBlock
 
 __all__ = ["Int8Pointwise", "Int8UniRepLKNetBlock", "QDQUniRepLKNetBlock", "RangeObserver", "activation_qparams",
-           "calibration_batches", "optimize_int8", "qdq_model", "quantize_weight", "DEFAULT_PERCENTILE"]
+           "calibration_batches", "int8_gemm_saturates", "optimize_int8", "qdq_model", "quantize_weight", "DEFAULT_PERCENTILE"]
 
 #: Calibration range: this percentile (and 100 minus it) of each batch's values, the widest over the batches.
 #: min/max (``percentile=None``) lets a handful of outliers of the GRN output set the step of every value.
@@ -107,9 +107,46 @@ class RangeObserver:
         return activation_qparams(self.lo, self.hi)
 
 
-def _qlinear_op():
+_QLINEAR: list = []  # [op or None], decided once per process by _qlinear_op
+
+
+def _qlinear_exact(op) -> bool:
+    """Whether oneDNN's int8 GEMM is exact on this CPU. Without VNNI (AVX2 only, e.g. the AMD EPYC some of our
+    machines have) oneDNN multiplies uint8 by int8 with ``vpmaddubsw``, which saturates the sum of two adjacent
+    products at int16: codes of 255 against weights of 127 (2 x 32 385 > 32 767) come out wrong (1.37 off on outputs
+    of range 8.4 in our tests) or the primitive is missing. Probed on exactly that case."""
+    gen = torch.Generator().manual_seed(0)
+    k, n = 64, 8
+    q = torch.full((4, k), 255, dtype=torch.uint8)
+    q[1] = torch.randint(0, 256, (k,), generator=gen, dtype=torch.uint8)
+    w = torch.full((n, k), 127, dtype=torch.int8)
+    w[1::2] = torch.randint(-127, 128, (n // 2, k), generator=gen).to(torch.int8)
+    scale = torch.full((n,), 1e-3)
+    try:
+        y = op(q, 1e-2, 3, torch.ops.onednn.qlinear_prepack(w, None), scale, torch.zeros(n, dtype=torch.long), None,
+               1.0, 0, torch.float32, "none", [], "none")
+    except RuntimeError:
+        return False
+    exact = ((q.double() - 3) * 1e-2) @ (w.double() * 1e-3).T
+    return bool(torch.allclose(y.double(), exact, rtol=1e-4, atol=1e-4))
+
+
+def int8_gemm_saturates() -> bool:
+    """True where this torch has oneDNN's int8 linear but it is not exact on this CPU (no VNNI): lkconv's int8
+    layers then dequantize instead, and engines that run u8 x s8 GEMMs the same way (onnxruntime's CPU kernels on
+    AVX2) differ from exact int8 arithmetic by the saturated sums."""
     op = getattr(torch.ops.onednn, "qlinear_pointwise", None)
-    return op if op is not None and torch.backends.mkldnn.is_available() else None
+    return op is not None and torch.backends.mkldnn.is_available() and _qlinear_op() is None
+
+
+def _qlinear_op():
+    """oneDNN's int8 linear, or None where it is missing or not exact on this CPU (:func:`_qlinear_exact`): the
+    layers then compute the same int8 arithmetic by dequantizing (exact, no faster than float)."""
+    if not _QLINEAR:
+        op = getattr(torch.ops.onednn, "qlinear_pointwise", None)
+        ok = op is not None and torch.backends.mkldnn.is_available() and _qlinear_exact(op)
+        _QLINEAR.append(op if ok else None)
+    return _QLINEAR[0]
 
 
 class Int8Pointwise(nn.Module):
@@ -175,9 +212,14 @@ class Int8Pointwise(nn.Module):
         zeros = torch.zeros(self.qweight.shape[0], dtype=torch.long)
         unary = "gelu" if gelu else "none"
         # (oneDNN's qlinear has no GELU before a binary post-op: "unsupported unary post op gelu with binary ...")
-        if residual is not None and not gelu and residual.dtype == out_dtype and residual.is_contiguous():
-            return op.binary(q, self.x_scale, self.x_zero_point, self._packed, self.weight_scale, zeros, residual,
-                             self._bias[out_dtype], 1.0, 0, out_dtype, 1.0, 0, "add", 1.0, "none", [], "none")
+        if (residual is not None and not gelu and residual.dtype == out_dtype and residual.is_contiguous()
+                and _BINARY_EPILOGUE.get(out_dtype, True)):
+            try:
+                return op.binary(q, self.x_scale, self.x_zero_point, self._packed, self.weight_scale, zeros,
+                                 residual, self._bias[out_dtype], 1.0, 0, out_dtype, 1.0, 0, "add", 1.0, "none", [],
+                                 "none")
+            except RuntimeError:  # the CPU's oneDNN has no such primitive: the separate addition below
+                _BINARY_EPILOGUE[out_dtype] = False
         y = op(q, self.x_scale, self.x_zero_point, self._packed, self.weight_scale, zeros, self._bias[out_dtype],
                1.0, 0, out_dtype, unary, [], "none")
         return y if residual is None else y.add_(residual)
@@ -187,6 +229,10 @@ class Int8Pointwise(nn.Module):
             return "calibrating"
         return f"{self.qweight.shape[1]}→{self.qweight.shape[0]}, x_scale={self.x_scale:.3g}, zp={self.x_zero_point}"
 
+
+#: Output dtypes whose residual addition oneDNN's qlinear cannot fuse on this CPU (an AVX2-only AMD EPYC: "could
+#: not create a primitive descriptor for the matmul primitive" for the binary "add" post-op with fp32 output).
+_BINARY_EPILOGUE: dict[torch.dtype, bool] = {}
 
 #: Whether int8 beat the float block, per (input shape, float dtype, pw1 weight shape, threads), in this process.
 _INT8_CHOICES: dict[tuple, bool] = {}
@@ -357,7 +403,7 @@ def calibration_batches(calibration, batch_size: int = CALIBRATION_BATCH_SIZE) -
 
 @torch.no_grad()
 def optimize_int8(model: nn.Module, example_input: torch.Tensor, calibration, *,
-                  float_dtype: torch.dtype = torch.bfloat16, percentile: float | None = DEFAULT_PERCENTILE,
+                  float_dtype: torch.dtype | None = None, percentile: float | None = DEFAULT_PERCENTILE,
                   calibration_batches_max: int = DEFAULT_CALIBRATION_BATCHES, channels_last: bool = True,
                   plan_depthwise: bool = True, micro_batch: int | str | None = "auto", choose: bool = True):
     """The int8 deploy model of ``model`` (see the module docstring); CPU only.
@@ -366,7 +412,8 @@ def optimize_int8(model: nn.Module, example_input: torch.Tensor, calibration, *,
         model: An lkconv model or a run's model containing UniRepLKNet blocks (left unchanged).
         example_input: A batch of the shape you will run (depthwise plans are measured on it).
         calibration: Data to calibrate the activation ranges on (see :func:`calibration_batches`).
-        float_dtype: The precision of the layers kept in float (bf16 or fp32).
+        float_dtype: The precision of the layers kept in float (bf16 or fp32); None: bf16 where oneDNN runs bf16
+            on this CPU (:func:`lkconv.ops.fused.onednn_bf16`), else fp32 (emulated bf16 is slower than fp32).
         percentile: Calibrated range of each quantized layer's input; None for min/max.
         calibration_batches_max: At most this many calibration batches are run.
         choose: Let each block time int8 against its float form on ``example_input``'s activations and keep the
@@ -380,6 +427,10 @@ def optimize_int8(model: nn.Module, example_input: torch.Tensor, calibration, *,
 
     if model_device(model).type != "cpu":
         raise ValueError("dtype=torch.int8 runs on the CPU (oneDNN's int8 GEMM); move the model to the CPU first")
+    if float_dtype is None:
+        from ..ops.fused import onednn_bf16
+
+        float_dtype = torch.bfloat16 if onednn_bf16() else torch.float32
     if float_dtype not in (torch.float32, torch.bfloat16):
         raise ValueError(f"float_dtype must be torch.float32 or torch.bfloat16, got {float_dtype}")
     if calibration is None:

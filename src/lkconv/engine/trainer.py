@@ -26,6 +26,7 @@ from torch import nn
 
 from ..data.datasets import skipped_files_warning
 from .batches import EpochFeeder, epoch_batches, shard
+from .budget import EpochCosts, replan
 from .config import TrainConfig
 from .device import choose_precision, configure_backends, loader_settings, move_batch
 from .distributed import (DistInfo, all_reduce_sum, setup_distributed, shutdown_distributed, sync_batchnorm,
@@ -184,6 +185,10 @@ class Trainer:
         self._planned_epochs = cfg.epochs
         self._recheck = state is None and self.epochs_auto and cfg.budget > 0
         self._rechecking = False
+        # after every epoch from then on: the rest of the run projected from measured costs (evaluation included,
+        # which the first looks only guess), cut to the budget (lkconv.engine.budget)
+        self._watching = self._recheck
+        self._costs: list[tuple[float, float, float | None]] = []  # train, end-of-epoch rest, evaluation seconds
         self._started: float | None = None
         if state is not None:
             self._restore(state)
@@ -305,10 +310,40 @@ class Trainer:
         if self.info.is_main:
             print(msg, flush=True)
 
-    def _cut_epochs(self, epochs: int) -> None:
+    def _watch_budget(self, epoch: int) -> None:
+        """After epoch ``epoch`` (once both early looks are done), with auto epochs and a budget: when the rest of
+        the run, projected from the measured costs of the last epochs, would pass the budget, evaluate less often
+        where evaluation is dear (auto ``eval_every``) and, if that is not enough, cut the epochs left."""
+        done = epoch + 1
+        if not self._watching or self._recheck or self._rechecking or done >= self.cfg.epochs or not self._costs:
+            return
+        recent = self._costs[1:][-3:] or self._costs  # the first epoch pays one-off costs (caches, warm-up)
+        train_s = float(np.median([c[0] for c in recent]))
+        other_s = float(np.median([c[1] for c in recent]))
+        evals = [c[2] for c in self._costs if c[2] is not None]
+        eval_s = evals[-1] if evals else train_s / 3 * len(self.data.val) / max(len(self.data.train), 1)
+        spent = time.perf_counter() - self._started
+        if self.info.enabled:  # every process must reach the same decision
+            train_s, other_s, eval_s, spent = (v / self.info.world_size for v in
+                                               all_reduce_sum([train_s, other_s, eval_s, spent], self.info))
+        costs = EpochCosts(train_s, other_s, eval_s)
+        epochs, every = replan(done, self.cfg.epochs, self.cfg.eval_every, costs, self.cfg.budget * 60 - spent,
+                               auto_every="eval_every" in self.resolved.auto)
+        if (epochs, every) == (self.cfg.epochs, self.cfg.eval_every):
+            return
+        msg = [f"after epoch {done}: {train_s:.1f} s/epoch, {eval_s:.1f} s per evaluation"]
+        if every != self.cfg.eval_every:
+            msg.append(f"evaluating every {every} epochs (was {self.cfg.eval_every})")
+        if epochs != self.cfg.epochs:
+            msg.append(f"{epochs} epochs fit the --budget of {self.cfg.budget:g} min (was {self.cfg.epochs})")
+        self._cut_epochs(epochs, eval_every=every)
+        if self.info.is_main:
+            print("; ".join(msg), flush=True)
+
+    def _cut_epochs(self, epochs: int, eval_every: int | None = None) -> None:
         changes: dict[str, Any] = {"epochs": epochs}
         if "eval_every" in self.resolved.auto:
-            changes["eval_every"] = max(1, epochs // 20)
+            changes["eval_every"] = max(1, epochs // 20) if eval_every is None else eval_every
         if "warmup_epochs" in self.resolved.auto:
             changes["warmup_epochs"] = round(min(2.0, epochs / 20), 4)
             self.recipe["warmup_epochs"] = changes["warmup_epochs"]
@@ -346,6 +381,7 @@ class Trainer:
                 warnings.simplefilter("default")
                 row, timing = self.train_epoch(epoch)
                 self.end_epoch(epoch, row, timing)
+            self._watch_budget(epoch)
             epoch += 1
             if INTERRUPTED.is_set():  # Ctrl-C during evaluation or the checkpoint: stop now it is written
                 raise KeyboardInterrupt
@@ -462,12 +498,15 @@ class Trainer:
         """Validation (when due), the best epoch, checkpoint, metrics, curves and the printed line; ``timing`` ends
         the row."""
         cfg = self.cfg
+        t0 = time.perf_counter()
+        eval_s = None
         eval_model = self.ema.module if self.ema is not None else self.model
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             val = evaluate_model(eval_model, self.data.val, batch_size=cfg.batch_size, task=self.task.name,
                                  info=self.info, num_workers=self.loader.num_workers, amp=cfg.amp,
                                  device=self.device)
             row.update({f"val_{k}": v for k, v in val.items() if k != "num_samples"})
+            eval_s = time.perf_counter() - t0
         row.update(timing)
         self.history.append(row)
         improved = self.task.best_metric in row and self.task.improved(row[self.task.best_metric], self.best)
@@ -476,6 +515,8 @@ class Trainer:
         if self.info.is_main:
             self.save(epoch, eval_model, improved)
             self.log_row(row, epoch)
+        rest_s = time.perf_counter() - t0 - (eval_s or 0.0)
+        self._costs.append((timing["epoch_seconds"], rest_s, eval_s))
 
     def report_baselines(self) -> None:
         """Majority class and 1-NN on the same validation split, printed beside the network's result and recorded

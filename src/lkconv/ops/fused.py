@@ -22,6 +22,8 @@ statistic, one for the scaling); otherwise the same formula runs in torch.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -177,8 +179,17 @@ def _onednn_pointwise():
     return getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
 
 
+@functools.cache
+def onednn_bf16() -> bool:
+    """Whether oneDNN runs bf16 on this CPU (AVX512-BW/VL/DQ or AVX-NE-CONVERT). Without (an AVX2-only AMD EPYC) its
+    fused convolution raises "bf16 path needs the cpu support ..." and plain bf16 convolutions are emulated."""
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(torch.backends.mkldnn.is_available() and probe is not None and probe())
+
+
 def _onednn_applies(x: torch.Tensor) -> bool:
-    return (x.dim() == 4 and x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16)
+    return (x.dim() == 4 and x.device.type == "cpu"
+            and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and onednn_bf16()))
             and not (x.requires_grad and torch.is_grad_enabled()) and not torch.compiler.is_compiling()
             and x.is_contiguous(memory_format=torch.channels_last))
 
